@@ -1,0 +1,29 @@
+"""keras-lottery: find lottery tickets (sparse trainable subnetworks) in Keras 3."""
+
+from keras_lottery.export import TicketSize, save_ticket, strip
+from keras_lottery.masking import MaskedLayer, prunable
+from keras_lottery.masks import (
+    global_magnitude_masks,
+    layerwise_magnitude_masks,
+    mask_overlap,
+    permuted_masks,
+    random_masks,
+)
+from keras_lottery.pruning import (
+    get_kernels,
+    get_masks,
+    prune_by_magnitude,
+    prune_randomly,
+    set_masks,
+    sparsity,
+    sparsity_by_layer,
+)
+from keras_lottery.rewind import (
+    RewindCallback,
+    WeightSnapshot,
+    reinitialize,
+    restore_weights,
+    snapshot_weights,
+)
+
+__version__ = "0.1.0"

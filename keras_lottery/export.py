@@ -1,0 +1,135 @@
+"""Leaving keras-lottery: plain models with the masks baked in, and files.
+
+`strip()` turns a masked model into the same network built from plain Keras
+layers whose pruned weights are stored zeros, so it saves, exports and
+serves without keras-lottery. `save_ticket()` writes it and tells how much
+smaller it gets once compressed: the zeros only save bytes under
+compression, which is why an uncompressed file is not smaller.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from keras_lottery.masking import MaskedLayer, copy_weights, is_clonable, leaf_layers
+
+
+def strip(model: keras.Model) -> keras.Model:
+    """Returns the model rebuilt from plain layers, kernels = kernel * mask.
+
+    The original model is left unchanged. Sequential and functional models
+    are cloned layer by layer; a subclassed model is rebuilt with
+    `from_config(get_config())`, so it must implement `get_config()` (as
+    `.keras` saving also requires).
+
+    Args:
+        model: a model, usually with `MaskedLayer`s.
+
+    Returns:
+        A new model without `MaskedLayer`s and with identical predictions.
+
+    Example:
+    >>> plain = strip(model)
+    >>> plain.export("ticket_savedmodel")
+    """
+    if is_clonable(model):
+
+        def unwrap(layer: keras.layers.Layer) -> keras.layers.Layer:
+            if isinstance(layer, MaskedLayer):
+                layer = layer.layer
+            return layer.__class__.from_config(layer.get_config())
+
+        plain = keras.models.clone_model(model, clone_function=unwrap, recursive=True)
+    else:
+        try:
+            plain = model.__class__.from_config(model.get_config())
+            plain.build_from_config(model.get_build_config())
+        except Exception as error:
+            raise ValueError(
+                f"Cannot rebuild subclassed model {model.name!r} of type "
+                f"{type(model).__name__} from its config ({error}). Implement "
+                "get_config()/from_config() so that strip() can rebuild it."
+            ) from error
+    copy_weights(model, plain, bake_masks=True)
+    return plain
+
+
+@dataclass(frozen=True)
+class TicketSize:
+    """What `save_ticket` wrote and how well its zeros compress.
+
+    Attributes:
+        path: the file or SavedModel directory written.
+        dense_bytes: bytes on disk as written.
+        compressed_bytes: bytes after zip (deflate) compression.
+        zero_fraction: share of the stripped model's weights that are zero.
+    """
+
+    path: str
+    dense_bytes: int
+    compressed_bytes: int
+    zero_fraction: float
+
+    @property
+    def ratio(self) -> float:
+        """How many times smaller the compressed ticket is."""
+        return self.dense_bytes / self.compressed_bytes
+
+    def __str__(self) -> str:
+        return (
+            f"{self.path}: {self.dense_bytes / 1e6:.2f} MB as written, "
+            f"{self.compressed_bytes / 1e6:.2f} MB zip-compressed "
+            f"({self.ratio:.1f}x smaller; {100 * self.zero_fraction:.1f}% of "
+            "weights are zero)"
+        )
+
+
+def _files(path: str) -> list[str]:
+    if os.path.isfile(path):
+        return [path]
+    return sorted(
+        os.path.join(root, name) for root, _, names in os.walk(path) for name in names
+    )
+
+
+def save_ticket(model: keras.Model, path: str | os.PathLike) -> TicketSize:
+    """Writes the stripped ticket and reports its dense and compressed size.
+
+    Args:
+        model: a masked (or already stripped) model.
+        path: a `.keras` file, or a directory for a TF SavedModel.
+
+    Returns:
+        A `TicketSize`; `print()` it for a one-line summary.
+
+    Example:
+    >>> size = save_ticket(model, "ticket.keras")
+    >>> print(size)  # ticket.keras: 1.07 MB as written, 0.23 MB zip-compressed ...
+    """
+    path = os.fspath(path)
+    plain = strip(model)
+    if path.endswith(".keras"):
+        plain.save(path)
+    else:
+        plain.export(path, verbose=False)
+    files = _files(path)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in files:
+            archive.write(name, os.path.relpath(name, os.path.dirname(path) or "."))
+    weights = [
+        keras.ops.convert_to_numpy(w) for layer in leaf_layers(plain) for w in layer.weights
+    ]
+    return TicketSize(
+        path=path,
+        dense_bytes=sum(os.path.getsize(name) for name in files),
+        compressed_bytes=len(buffer.getvalue()),
+        zero_fraction=sum(int(np.count_nonzero(w == 0)) for w in weights)
+        / max(1, sum(w.size for w in weights)),
+    )

@@ -1,0 +1,268 @@
+"""Model-level pruning: read and write masks, prune, measure sparsity.
+
+These helpers are thin: they gather kernels and masks from a model's
+`MaskedLayer`s, call the pure functions of `keras_lottery.masks`, and assign
+the result. Assigning a mask also zeros the pruned weights, so a pruned
+weight is zero in the variable as well as in the forward pass.
+
+Masks are keyed by layer name (`"<layer>/<kernel>"` for layers with several
+kernels, such as SeparableConv2D); see `MaskedLayer.mask_keys()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+
+import keras
+import numpy as np
+from numpy.typing import ArrayLike
+
+from keras_lottery import masks as mask_math
+from keras_lottery.masking import MaskedLayer, masked_layers
+
+SCOPES = ("global", "layerwise")
+
+
+def _slots(model: keras.Model) -> Iterator[tuple[str, MaskedLayer, int]]:
+    """Yields (mask key, wrapper, kernel index) for every masked kernel."""
+    layers = masked_layers(model)
+    if not layers:
+        raise ValueError(
+            f"Model {model.name!r} has no prunable (masked) layers. Wrap it "
+            "first: model = keras_lottery.prunable(model)."
+        )
+    for wrapper in layers:
+        if not wrapper.built:
+            raise ValueError(
+                f"Layer {wrapper.name!r} is not built yet; build the model "
+                "(call it on data or give it an Input) before pruning."
+            )
+        for index, key in enumerate(wrapper.mask_keys()):
+            yield key, wrapper, index
+
+
+def get_masks(model: keras.Model) -> dict[str, np.ndarray]:
+    """The model's masks as boolean arrays (True = weight kept).
+
+    Args:
+        model: a model with `MaskedLayer`s.
+
+    Returns:
+        Mask key -> boolean array of the kernel's shape.
+
+    Example:
+    >>> model = prunable(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
+    >>> {k: v.shape for k, v in get_masks(model).items()}
+    {'dense': (4, 2)}
+    """
+    return {
+        key: keras.ops.convert_to_numpy(wrapper.masks[i]) != 0
+        for key, wrapper, i in _slots(model)
+    }
+
+
+def get_kernels(model: keras.Model) -> dict[str, np.ndarray]:
+    """The model's prunable kernels as NumPy arrays, keyed like `get_masks()`.
+
+    Args:
+        model: a model with `MaskedLayer`s.
+
+    Returns:
+        Mask key -> kernel values.
+    """
+    return {
+        key: keras.ops.convert_to_numpy(wrapper.kernels[i])
+        for key, wrapper, i in _slots(model)
+    }
+
+
+def set_masks(model: keras.Model, masks: Mapping[str, ArrayLike]) -> None:
+    """Assigns masks and zeros the weights they prune.
+
+    Masks not named in `masks` are left as they are. Under a
+    `tf.distribute` strategy, call this outside `strategy.run` (in
+    cross-replica context): the assignment reaches every replica.
+
+    Args:
+        model: a model with `MaskedLayer`s.
+        masks: mask key -> array of the kernel's shape (nonzero = kept).
+
+    Raises:
+        ValueError: for an unknown key or a mask of the wrong shape.
+
+    Example:
+    >>> set_masks(model, {"dense": np.zeros((4, 2))})
+    >>> sparsity(model)
+    1.0
+    """
+    slots = {key: (wrapper, i) for key, wrapper, i in _slots(model)}
+    unknown = sorted(set(masks).difference(slots))
+    if unknown:
+        raise ValueError(
+            f"set_masks got masks for unknown layers {unknown}. "
+            f"Accepted keys: {list(slots)}"
+        )
+    for key, value in masks.items():
+        wrapper, i = slots[key]
+        mask = np.asarray(value)
+        if mask.shape != tuple(wrapper.masks[i].shape):
+            raise ValueError(
+                f"Mask {key!r} must have the kernel's shape "
+                f"{tuple(wrapper.masks[i].shape)}. Received: shape {mask.shape}"
+            )
+        mask = (mask != 0).astype(wrapper.masks[i].dtype)
+        kernel = wrapper.kernels[i]
+        wrapper.masks[i].assign(mask)
+        for variable in [kernel, *_optimizer_slots(model, kernel)]:
+            variable.assign(keras.ops.convert_to_numpy(variable) * mask)
+
+
+def _optimizer_slots(model: keras.Model, kernel: keras.Variable) -> list:
+    """The optimizer variables that track `kernel` (momentum, velocity...).
+
+    Keras names them `"<kernel path with / as _>_<slot>"`. Zeroing their
+    pruned entries keeps the optimizer from moving pruned weights when one
+    optimizer is kept across pruning rounds.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or not optimizer.built:
+        return []
+    prefix = kernel.path.replace("/", "_") + "_"
+    return [
+        v
+        for v in optimizer.variables
+        if v.name.startswith(prefix) and tuple(v.shape) == tuple(kernel.shape)
+    ]
+
+
+def _expand_layer_names(
+    model: keras.Model, names: Mapping[str, float] | Iterable[str], arg: str
+) -> dict[str, object]:
+    """Maps layer names (or mask keys) to mask keys; layers with several
+    kernels expand to all of them."""
+    by_layer: dict[str, list[str]] = {}
+    for key, wrapper, _ in _slots(model):
+        by_layer.setdefault(wrapper.name, []).append(key)
+    values = dict(names) if isinstance(names, Mapping) else dict.fromkeys(names)
+    keys: dict[str, object] = {}
+    for name, value in values.items():
+        if name in by_layer:
+            keys.update(dict.fromkeys(by_layer[name], value))
+        elif any(name in ks for ks in by_layer.values()):
+            keys[name] = value
+        else:
+            raise ValueError(
+                f"{arg} names {name!r}, which is not a masked layer of the model. "
+                f"Masked layers: {list(by_layer)}"
+            )
+    return keys
+
+
+def prune_by_magnitude(
+    model: keras.Model,
+    fraction: float,
+    scope: str = "global",
+    rates: Mapping[str, float] | None = None,
+    ignore: Iterable[str] = (),
+) -> dict[str, np.ndarray]:
+    """Prunes the smallest-magnitude remaining weights of the model.
+
+    Args:
+        model: a model with `MaskedLayer`s.
+        fraction: share of the *remaining* weights to prune, in [0, 1);
+            three rounds of 0.2 leave 0.8**3 = 51.2%.
+        scope: `"global"` (one threshold over all kernels) or
+            `"layerwise"` (each kernel pruned by `fraction` on its own).
+        rates: optional layer name -> own rate. With `scope="global"` the
+            named layers are pruned at their rate and the rest share the
+            global threshold.
+        ignore: layer names whose masks are left unchanged.
+
+    Returns:
+        The new masks, keyed like `get_masks()` (ignored layers included).
+
+    Example:
+    >>> masks = prune_by_magnitude(model, 0.2, rates={"dense_2": 0.1})
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}. Received: scope={scope!r}")
+    rates = _expand_layer_names(model, rates or {}, "rates")
+    skip = _expand_layer_names(model, ignore, "ignore")
+    masks = get_masks(model)
+    kernels = {k: v for k, v in get_kernels(model).items() if k not in skip}
+    prune = (
+        mask_math.global_magnitude_masks
+        if scope == "global"
+        else mask_math.layerwise_magnitude_masks
+    )
+    new = prune(
+        kernels,
+        {k: masks[k] for k in kernels},
+        fraction,
+        {k: r for k, r in rates.items() if k not in skip},
+    )
+    set_masks(model, new)
+    return {**masks, **new}
+
+
+def prune_randomly(
+    model: keras.Model,
+    fraction: float,
+    seed: int,
+    rates: Mapping[str, float] | None = None,
+    ignore: Iterable[str] = (),
+) -> dict[str, np.ndarray]:
+    """Prunes a random share of each layer's remaining weights.
+
+    Args:
+        model: a model with `MaskedLayer`s.
+        fraction: share of each layer's remaining weights to prune, in [0, 1).
+        seed: seed of the random choice.
+        rates: optional layer name -> own rate.
+        ignore: layer names whose masks are left unchanged.
+
+    Returns:
+        The new masks, keyed like `get_masks()`.
+
+    Example:
+    >>> masks = prune_randomly(model, 0.5, seed=0)
+    """
+    rates = _expand_layer_names(model, rates or {}, "rates")
+    skip = _expand_layer_names(model, ignore, "ignore")
+    masks = get_masks(model)
+    current = {k: v for k, v in masks.items() if k not in skip}
+    new = mask_math.random_masks(
+        current, fraction, seed, {k: r for k, r in rates.items() if k not in skip}
+    )
+    set_masks(model, new)
+    return {**masks, **new}
+
+
+def sparsity_by_layer(model: keras.Model) -> dict[str, float]:
+    """Fraction of pruned weights in each masked kernel.
+
+    Args:
+        model: a model with `MaskedLayer`s.
+
+    Returns:
+        Mask key -> share of that kernel's weights that are masked.
+    """
+    return {key: 1.0 - np.count_nonzero(m) / m.size for key, m in get_masks(model).items()}
+
+
+def sparsity(model: keras.Model) -> float:
+    """Fraction of all prunable weights that are masked (0 = dense).
+
+    Args:
+        model: a model with `MaskedLayer`s.
+
+    Returns:
+        Pruned weights over prunable weights.
+
+    Example:
+    >>> prune_by_magnitude(model, 0.2)
+    >>> round(sparsity(model), 3)
+    0.2
+    """
+    masks = get_masks(model).values()
+    return 1.0 - sum(np.count_nonzero(m) for m in masks) / sum(m.size for m in masks)

@@ -1,0 +1,50 @@
+"""Shared test set-up: quiet TensorFlow, two logical CPUs, small models."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# MirroredStrategy tests need two devices; split the CPU before TF starts.
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy():
+    """Every test starts (and leaves) the global dtype policy at float32."""
+    keras.mixed_precision.set_global_policy("float32")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def mlp(seed: int = 0, inputs: int = 20, classes: int = 3) -> keras.Model:
+    """A small functional MLP: 20 -> 32 -> 16 -> 3."""
+    keras.utils.set_random_seed(seed)
+    x = keras.Input((inputs,))
+    h = keras.layers.Dense(32, activation="relu", name="fc1")(x)
+    h = keras.layers.Dense(16, activation="relu", name="fc2")(h)
+    return keras.Model(x, keras.layers.Dense(classes, name="out")(h))
+
+
+def toy_data(n: int = 256, inputs: int = 20, classes: int = 3, seed: int = 0):
+    """Random inputs with labels from a fixed random linear rule (learnable)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, inputs)).astype("float32")
+    w = rng.normal(size=(inputs, classes))
+    return x, (x @ w).argmax(axis=1)
+
+
+def compile_for_test(model: keras.Model, optimizer="adam") -> keras.Model:
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
