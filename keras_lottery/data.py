@@ -524,7 +524,8 @@ def _read_cifar_pickle(path: Path) -> tuple[np.ndarray, np.ndarray]:
         batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
         data = np.asarray(batch["data"], dtype=np.uint8)
         labels = np.asarray(batch["labels"], dtype=np.int64)
-    except (pickle.UnpicklingError, EOFError, AttributeError, KeyError, TypeError, ValueError) as err:
+    except (pickle.UnpicklingError, EOFError, AttributeError, KeyError, TypeError,
+            ValueError) as err:
         raise ValueError(
             f"{path} is not a CIFAR-10 python batch (a pickled dict with 'data' and "
             f"'labels'): {err!r}"
@@ -551,11 +552,16 @@ def _read_keras_npz(path: Path) -> tuple[np.ndarray, ...]:
 
 def _check_arrays(spec: _Spec, source: str, x_train, y_train, x_test, y_test) -> None:
     for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
-        if x.dtype != np.uint8 or x.shape[1:] != spec.shape or x.shape[0] != y.shape[0] or y.ndim != 1:
+        if (
+            x.dtype != np.uint8
+            or x.shape[1:] != spec.shape
+            or y.shape != x.shape[:1]
+            or y.dtype.kind not in "iu"
+        ):
             raise ValueError(
                 f"The {spec.name} {split} split from {source} has images {x.shape} "
-                f"{x.dtype} and labels {y.shape}; expected uint8 images (N, "
-                f"{', '.join(map(str, spec.shape))}) and N labels."
+                f"{x.dtype} and labels {y.shape} {y.dtype}; expected uint8 images "
+                f"(N, {', '.join(map(str, spec.shape))}) and N integer labels."
             )
         if y.size and (y.min() < 0 or y.max() >= spec.num_classes):
             raise ValueError(
