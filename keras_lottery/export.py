@@ -32,7 +32,8 @@ def strip(model: keras.Model) -> keras.Model:
         model: a model, usually with `MaskedLayer`s.
 
     Returns:
-        A new model without `MaskedLayer`s and with identical predictions.
+        A new, uncompiled model without `MaskedLayer`s and with identical
+        predictions.
 
     Example:
     >>> plain = strip(model)
@@ -45,7 +46,13 @@ def strip(model: keras.Model) -> keras.Model:
                 layer = layer.layer
             return layer.__class__.from_config(layer.get_config())
 
-        plain = keras.models.clone_model(model, clone_function=unwrap, recursive=True)
+        # clone_model compiles the clone like its source; a ticket for
+        # export must not carry a (freshly built, all-zero) optimizer.
+        compiled, model.compiled = model.compiled, False
+        try:
+            plain = keras.models.clone_model(model, clone_function=unwrap, recursive=True)
+        finally:
+            model.compiled = compiled
     else:
         try:
             plain = model.__class__.from_config(model.get_config())

@@ -94,3 +94,13 @@ def test_sparser_ticket_compresses_better(tmp_path):
             kl.prune_by_magnitude(model, fraction)
         ratios.append(kl.save_ticket(model, tmp_path / f"t{fraction}.keras").ratio)
     assert ratios[0] < ratios[1] < ratios[2]
+
+
+def test_ticket_of_compiled_model_carries_no_optimizer(tmp_path):
+    model = compile_for_test(kl.prunable(mlp(inputs=200)))
+    x, y = toy_data(inputs=200)
+    model.fit(x, y, epochs=1, verbose=0)
+    assert not kl.strip(model).compiled and model.compiled
+    size = kl.save_ticket(model, tmp_path / "t.keras")
+    param_bytes = 4 * model.count_params() - 4 * sum(m.numpy().size for w in kl.masking.masked_layers(model) for m in w.masks)
+    assert size.dense_bytes < 1.5 * param_bytes  # Adam state would triple it

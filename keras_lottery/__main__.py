@@ -1,0 +1,7 @@
+"""`python -m keras_lottery` runs the `keras-lottery` command line."""
+
+import sys
+
+from keras_lottery.cli import main
+
+sys.exit(main())

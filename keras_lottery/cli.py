@@ -1,0 +1,204 @@
+"""The `keras-lottery` command line: run, report, export, presets.
+
+    keras-lottery run --preset lenet300 --dataset fashion_mnist --steps 2000 --rounds 3
+    keras-lottery report runs/lenet300_fashion_mnist_iterative_1a2b3c4d
+    keras-lottery export runs/lenet300_... --round 3 ticket_out
+    keras-lottery presets
+
+Every `run` flag is a field of `LotteryConfig` (`--prune-fraction` sets
+`prune_fraction`); flags override the preset's values. A bad value exits
+with status 2 and one line naming the flag, the value and what is accepted
+(set `KERAS_LOTTERY_TRACEBACK=1` to see the traceback of a run's error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import typing
+from collections.abc import Sequence
+
+from keras_lottery.config import (
+    CONTROLS,
+    DATASETS,
+    MODES,
+    OPTIMIZERS,
+    PRESETS,
+    SCOPES,
+    STRATEGIES,
+    LotteryConfig,
+)
+
+_CHOICES = {
+    "dataset": DATASETS, "mode": MODES, "scope": SCOPES, "optimizer": OPTIMIZERS,
+    "strategy": STRATEGIES,
+}
+_HELP = {
+    "model": "architecture: lenet300, conv2, conv4, conv6, vgg19, resnet20",
+    "sparsities": "one-shot targets, percent of weights REMAINING, e.g. 50,20,10",
+    "rates": "per-layer pruning rates, e.g. output=0.1,conv1=0.1",
+    "ignore": "layers never pruned, e.g. output,stage2_block0_shortcut",
+    "controls": f"control branches per round, any of {','.join(CONTROLS)}",
+    "lr_milestones": "steps where the learning rate is multiplied by --lr-gamma, e.g. 20000,25000",
+    "data_dir": "directory with dataset files (IDX / CIFAR batches), searched first",
+    "name": "run directory name (default: model_dataset_mode_<config hash>)",
+    "verbose": "0 silent, 1 progress bars, 2 one line per round",
+}
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Reports usage errors in one line, without the usage block."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _parse_list(kind: type):
+    def parse(text: str):
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        try:
+            return tuple(kind(item) for item in items)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {kind.__name__}s, got {text!r}"
+            ) from None
+
+    return parse
+
+
+def _parse_rates(text: str) -> dict[str, float]:
+    rates = {}
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            rates[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected layer=rate pairs like output=0.1,conv1=0.1, got {text!r}"
+            ) from None
+    return rates
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    hints = typing.get_type_hints(LotteryConfig)
+    for field in dataclasses.fields(LotteryConfig):
+        hint, kwargs = hints[field.name], {}
+        if field.name == "rates":
+            kwargs["type"] = _parse_rates
+        elif field.name in ("sparsities",):
+            kwargs["type"] = _parse_list(float)
+        elif field.name == "lr_milestones":
+            kwargs["type"] = _parse_list(int)
+        elif typing.get_origin(hint) is tuple:
+            kwargs["type"] = _parse_list(str)
+        elif hint is bool:
+            kwargs["type"] = _parse_bool
+        elif hint in (int, float):
+            kwargs["type"] = hint
+        else:
+            kwargs["type"] = str
+        if field.name in _CHOICES:
+            kwargs["choices"] = _CHOICES[field.name]
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        help_text = _HELP.get(field.name, field.name.replace("_", " "))
+        parser.add_argument(
+            _flag(field.name), dest=field.name, default=argparse.SUPPRESS,
+            metavar=field.name.upper(), help=f"{help_text} (default: {default!r})", **kwargs,
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `keras-lottery` argument parser."""
+    parser = _OneLineParser(
+        prog="keras-lottery",
+        description="Find lottery tickets (sparse trainable subnetworks) in Keras models.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+    run = commands.add_parser("run", help="run the lottery procedure")
+    run.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                     help="start from a preset of the paper's hyperparameters")
+    _add_config_flags(run)
+    report = commands.add_parser("report", help="print a run's table and plot it")
+    report.add_argument("run_dir", help="a run directory")
+    report.add_argument("--out", default=None,
+                        help="PNG path (default: RUN_DIR/accuracy_vs_sparsity.png)")
+    export = commands.add_parser("export", help="write a round's ticket as SavedModel and .keras")
+    export.add_argument("run_dir", help="a run directory")
+    export.add_argument("--round", type=int, required=True, help="the round to export")
+    export.add_argument("out", help="output directory")
+    commands.add_parser("presets", help="list the presets and their sources")
+    return parser
+
+
+def _config_from_args(args: argparse.Namespace) -> LotteryConfig:
+    overrides = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(LotteryConfig)
+        if hasattr(args, f.name)
+    }
+    if args.preset:
+        return LotteryConfig.from_preset(args.preset, **overrides)
+    return LotteryConfig.from_dict(overrides)
+
+
+def _fail(message: str) -> int:
+    print(f"keras-lottery: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _flagged(error: ValueError) -> str:
+    """Rewrites `field must...` config errors to name the `--field` flag."""
+    text = str(error)
+    first = text.split(" ", 1)[0].split("[", 1)[0]
+    if first in {f.name for f in dataclasses.fields(LotteryConfig)}:
+        return f"{_flag(first)}: {text}"
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `keras-lottery` console script."""
+    args = build_parser().parse_args(argv)
+    if args.command == "presets":
+        for name, preset in sorted(PRESETS.items()):
+            print(f"{name}\n    {preset.source}")
+        return 0
+    try:
+        config = _config_from_args(args) if args.command == "run" else None
+    except ValueError as error:
+        return _fail(_flagged(error))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from keras_lottery import commands
+    from keras_lottery.data import DatasetNotFoundError
+
+    try:
+        if args.command == "run":
+            commands.run(config)
+        elif args.command == "report":
+            commands.report(args.run_dir, args.out)
+        else:
+            commands.export(args.run_dir, args.round, args.out)
+    except (ValueError, FileNotFoundError, DatasetNotFoundError) as error:
+        if os.environ.get("KERAS_LOTTERY_TRACEBACK"):
+            raise
+        return _fail(_flagged(error) if isinstance(error, ValueError) else str(error))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,348 @@
+"""`LotteryConfig`: everything that defines a lottery run, and the presets.
+
+A run is described entirely by its config (and the data): the run directory
+is named after a hash of the config, so the same experiment lands in the
+same place and resumes there. Presets carry the paper's hyperparameters
+(Frankle & Carbin, ICLR 2019, Figure 2 and Appendices G-I; see
+`shared/PAPER.md`); every field can be overridden.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+MODES = ("iterative", "oneshot")
+SCOPES = ("global", "layerwise")
+CONTROLS = ("random_reinit", "random_prune", "lr_rewind")
+OPTIMIZERS = ("adam", "sgd")
+STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+DATASETS = ("mnist", "fashion_mnist", "cifar10")
+
+# Fields that do not change what is computed, so they are not part of the
+# run's identity (its directory hash).
+_NOT_HASHED = ("logdir", "data_dir", "strategy", "verbose", "name", "checkpoint_every")
+
+
+@dataclasses.dataclass
+class LotteryConfig:
+    """The configuration of one lottery-ticket run.
+
+    Attributes:
+        model: architecture, a key of `keras_lottery.models.ARCHITECTURES`.
+        dataset: `"mnist"`, `"fashion_mnist"` or `"cifar10"`.
+        mode: `"iterative"` (prune `prune_fraction` of the remaining weights
+            per round, `rounds` times) or `"oneshot"` (prune the trained
+            dense network straight to each of `sparsities`).
+        rounds: number of pruning rounds after the dense round (iterative).
+        prune_fraction: share of the remaining weights pruned per round.
+        sparsities: one-shot targets, in percent of weights *remaining* (the
+            paper's Pm), e.g. `(50, 20, 10)`.
+        scope: `"global"` (one threshold) or `"layerwise"`.
+        rates: layer name -> own per-round pruning rate (the paper prunes
+            output layers at half rate).
+        ignore: names of layers that are never pruned.
+        rewind_step: 0 rewinds to the initialization θ0; k > 0 rewinds to the
+            weights after k steps of the dense run (late rewinding).
+        controls: extra branches per round: `"random_reinit"` (same mask,
+            fresh init), `"random_prune"` (random mask, same per-layer
+            sparsity), `"lr_rewind"` (keep trained weights, replay the
+            learning-rate schedule from `rewind_step`; Renda et al. 2020).
+        optimizer: `"adam"` or `"sgd"` (with `momentum`).
+        learning_rate: peak learning rate.
+        momentum: SGD momentum.
+        weight_decay: decoupled weight decay of the optimizer.
+        lr_milestones: steps at which the rate is multiplied by `lr_gamma`.
+        lr_gamma: the factor applied at each milestone.
+        warmup_steps: linear warmup from 0 to `learning_rate` (0 = none).
+        batch_size: global batch size (split across replicas).
+        steps: training iterations per round.
+        eval_every: evaluate validation and test sets every this many steps.
+        train_eval_examples: size of the fixed training subset evaluated
+            alongside (for train-vs-test accuracy); 0 disables it.
+        dropout: dropout rate of the model (0 = none).
+        augment: random flips and 4-pixel shifted crops (CIFAR-10 recipe).
+        validation: examples held out of the training set for validation.
+        seed: seed of initialization, data order, and controls.
+        strategy: `"default"`, `"mirrored"`, `"multiworker"` or `"tpu"`.
+        logdir: parent directory of run directories.
+        data_dir: where to look for dataset files first.
+        name: run directory name; default derived from the config hash.
+        checkpoint_every: mid-round checkpoint interval in steps (0 = only
+            round boundaries).
+        verbose: 0 silent, 1 progress bar and round lines, 2 round lines.
+    """
+
+    model: str = "lenet300"
+    dataset: str = "mnist"
+    mode: str = "iterative"
+    rounds: int = 5
+    prune_fraction: float = 0.2
+    sparsities: tuple[float, ...] = ()
+    scope: str = "global"
+    rates: dict[str, float] = dataclasses.field(default_factory=dict)
+    ignore: tuple[str, ...] = ()
+    rewind_step: int = 0
+    controls: tuple[str, ...] = ()
+    optimizer: str = "adam"
+    learning_rate: float = 1.2e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
+    warmup_steps: int = 0
+    batch_size: int = 60
+    steps: int = 50_000
+    eval_every: int = 100
+    train_eval_examples: int = 5000
+    dropout: float = 0.0
+    augment: bool = False
+    validation: int = 5000
+    seed: int = 0
+    strategy: str = "default"
+    logdir: str = "runs"
+    data_dir: str | None = None
+    name: str | None = None
+    checkpoint_every: int = 1000
+    verbose: int = 1
+
+    def __post_init__(self):
+        self.sparsities = tuple(float(s) for s in self.sparsities)
+        self.ignore = tuple(self.ignore)
+        self.controls = tuple(self.controls)
+        self.lr_milestones = tuple(int(m) for m in self.lr_milestones)
+        self.rates = dict(self.rates)
+        self.validate()
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> LotteryConfig:
+        """The preset `name` with fields replaced by `overrides`.
+
+        Args:
+            name: a key of `PRESETS` (e.g. `"lenet300"`, `"conv2"`).
+            **overrides: any field, e.g. `steps=2000`.
+
+        Returns:
+            A validated `LotteryConfig`.
+
+        Example:
+        >>> LotteryConfig.from_preset("lenet300", steps=2000).learning_rate
+        0.0012
+        """
+        if name not in PRESETS:
+            raise ValueError(f"Unknown preset {name!r}. Accepted: {sorted(PRESETS)}")
+        return cls.from_dict({**PRESETS[name].values, **overrides})
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> LotteryConfig:
+        """Builds a config from a dict (e.g. a run's `config.json`)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values).difference(known))
+        if unknown:
+            raise ValueError(
+                f"Unknown config fields {unknown}. Accepted: {sorted(known)}"
+            )
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as JSON-ready plain values."""
+        values = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+    def run_hash(self) -> str:
+        """8 hex digits identifying what this config computes."""
+        values = {k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED}
+        blob = json.dumps(values, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:8]
+
+    @property
+    def run_name(self) -> str:
+        """The run directory's name: `name`, or model_dataset_mode_hash."""
+        return self.name or f"{self.model}_{self.dataset}_{self.mode}_{self.run_hash()}"
+
+    def round_fraction(self, layer_rate: float, target_remaining: float) -> float:
+        """One-shot fraction for a layer pruned at `layer_rate` per round.
+
+        One-shot pruning to `target_remaining` (a fraction) gives each layer
+        the sparsity iterative pruning would give it after the same number
+        of rounds, so both modes have the same per-layer profile.
+        """
+        rounds = math.log(target_remaining) / math.log(1 - self.prune_fraction)
+        return 1 - (1 - layer_rate) ** rounds
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first invalid field."""
+        from keras_lottery.models import ARCHITECTURES
+
+        _choice("model", self.model, tuple(ARCHITECTURES))
+        _choice("dataset", self.dataset, DATASETS)
+        _choice("mode", self.mode, MODES)
+        _choice("scope", self.scope, SCOPES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("strategy", self.strategy, STRATEGIES)
+        for control in self.controls:
+            _choice("controls", control, CONTROLS)
+        _fraction("prune_fraction", self.prune_fraction)
+        for layer, rate in self.rates.items():
+            _fraction(f"rates[{layer!r}]", rate)
+        _fraction("dropout", self.dropout)
+        for name in ("rounds", "rewind_step", "warmup_steps", "seed", "checkpoint_every"):
+            _integer(name, getattr(self, name), minimum=0)
+        for name in ("batch_size", "steps", "eval_every"):
+            _integer(name, getattr(self, name), minimum=1)
+        _integer("train_eval_examples", self.train_eval_examples, minimum=0)
+        _integer("validation", self.validation, minimum=1)
+        if self.rewind_step >= self.steps:
+            raise ValueError(
+                "rewind_step must be smaller than steps. Received: "
+                f"rewind_step={self.rewind_step}, steps={self.steps}"
+            )
+        if self.learning_rate <= 0:
+            raise ValueError(
+                f"learning_rate must be > 0. Received: learning_rate={self.learning_rate}"
+            )
+        if self.mode == "oneshot":
+            if not self.sparsities:
+                raise ValueError(
+                    "mode='oneshot' needs sparsities: percents of weights "
+                    "remaining, e.g. sparsities=(50, 20, 10)."
+                )
+            for s in self.sparsities:
+                if not 0 < s < 100:
+                    raise ValueError(
+                        "sparsities are percents of weights remaining, in "
+                        f"(0, 100). Received: sparsities={list(self.sparsities)}"
+                    )
+            if self.prune_fraction == 0:
+                raise ValueError("mode='oneshot' needs prune_fraction > 0.")
+        if self.verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1 or 2. Received: verbose={self.verbose}")
+
+
+def _choice(name: str, value: Any, accepted: tuple[str, ...]) -> None:
+    if value not in accepted:
+        raise ValueError(f"{name} must be one of {list(accepted)}. Received: {name}={value!r}")
+
+
+def _fraction(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{name} must be a number in [0, 1). Received: {name}={value!r}")
+
+
+def _integer(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(
+            f"{name} must be an integer >= {minimum}. Received: {name}={value!r}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A named set of config values and where they come from."""
+
+    values: dict[str, Any]
+    source: str
+
+
+def _conv_preset(model: str, lr: float, steps: int, conv_rate: float, convs: int,
+                 dropout: float = 0.0) -> Preset:
+    rates = {f"conv{i}": conv_rate for i in range(1, convs + 1)}
+    variant = " with dropout 0.5 (Appendix H)" if dropout else ""
+    return Preset(
+        values=dict(
+            model=model, dataset="cifar10", optimizer="adam", learning_rate=lr,
+            batch_size=60, steps=steps, scope="layerwise", prune_fraction=0.2,
+            rates={**rates, "output": 0.1}, dropout=dropout,
+        ),
+        source=(
+            f"{model}{variant}: Adam {lr}, batch 60, {steps} iterations; prunes "
+            f"conv layers {conv_rate:.0%}, fc 20%, output 10% per round, "
+            "layer-wise (Frankle & Carbin 2019, Figure 2 and Appendix H)."
+        ),
+    )
+
+
+PRESETS: dict[str, Preset] = {
+    "lenet300": Preset(
+        values=dict(
+            model="lenet300", dataset="mnist", optimizer="adam", learning_rate=1.2e-3,
+            batch_size=60, steps=50_000, scope="layerwise", prune_fraction=0.2,
+            rates={"output": 0.1},
+        ),
+        source=(
+            "LeNet-300-100 on MNIST: Adam 1.2e-3, batch 60, 50K iterations; "
+            "prunes fc layers 20% and the output layer 10% per round, "
+            "layer-wise (Frankle & Carbin 2019, Figure 2 and Appendix G)."
+        ),
+    ),
+    "conv2": _conv_preset("conv2", 2e-4, 20_000, 0.1, 2),
+    "conv4": _conv_preset("conv4", 3e-4, 25_000, 0.1, 4),
+    "conv6": _conv_preset("conv6", 3e-4, 30_000, 0.15, 6),
+    "conv2_dropout": _conv_preset("conv2", 3e-4, 60_000, 0.1, 2, dropout=0.5),
+    "conv4_dropout": _conv_preset("conv4", 2e-4, 75_000, 0.1, 4, dropout=0.5),
+    "conv6_dropout": _conv_preset("conv6", 2e-4, 90_000, 0.15, 6, dropout=0.5),
+    "vgg19": Preset(
+        values=dict(
+            model="vgg19", dataset="cifar10", optimizer="sgd", learning_rate=0.1,
+            momentum=0.9, weight_decay=1e-4, batch_size=64, steps=112_000,
+            lr_milestones=(56_000, 84_000), scope="global", prune_fraction=0.2,
+            ignore=("output",), rewind_step=500, augment=True,
+        ),
+        source=(
+            "VGG-19 on CIFAR-10: SGD 0.1, momentum 0.9, weight decay 1e-4, batch "
+            "64, 112K iterations (160 epochs), rate /10 at epochs 80 and 120; "
+            "flip + pad-crop augmentation; 20% global pruning of conv layers, "
+            "output not pruned (Frankle & Carbin 2019, Figure 2, Appendix I). "
+            "Rewinds to step 500 (late rewinding, Frankle et al. 2020) instead "
+            "of warmup; see vgg19_warmup for the 2019 recipe."
+        ),
+    ),
+    "vgg19_warmup": Preset(
+        values=dict(
+            model="vgg19", dataset="cifar10", optimizer="sgd", learning_rate=0.1,
+            momentum=0.9, weight_decay=1e-4, batch_size=64, steps=112_000,
+            lr_milestones=(56_000, 84_000), scope="global", prune_fraction=0.2,
+            ignore=("output",), warmup_steps=10_000, augment=True,
+        ),
+        source=(
+            "VGG-19 as in vgg19, but rewinding to θ0 with linear learning-rate "
+            "warmup over 10K iterations, the paper's recipe for finding "
+            "tickets at rate 0.1 (Frankle & Carbin 2019, Section 4, Appendix I)."
+        ),
+    ),
+    "resnet20": Preset(
+        values=dict(
+            model="resnet20", dataset="cifar10", optimizer="sgd", learning_rate=0.1,
+            momentum=0.9, weight_decay=1e-4, batch_size=128, steps=30_000,
+            lr_milestones=(20_000, 25_000), scope="global", prune_fraction=0.2,
+            ignore=("output", "stage2_block0_shortcut", "stage3_block0_shortcut"),
+            rewind_step=500, augment=True,
+        ),
+        source=(
+            "ResNet-20 (the paper's 'Resnet-18') on CIFAR-10: SGD 0.1, momentum "
+            "0.9, weight decay 1e-4, batch 128, 30K iterations, rate /10 at 20K "
+            "and 25K; flip + pad-crop; 20% global pruning of conv layers, output "
+            "and 1x1 downsampling layers not pruned (Frankle & Carbin 2019, "
+            "Figure 2, Appendix I). Rewinds to step 500 (Frankle et al. 2020) "
+            "instead of warmup; see resnet20_warmup for the 2019 recipe."
+        ),
+    ),
+    "resnet20_warmup": Preset(
+        values=dict(
+            model="resnet20", dataset="cifar10", optimizer="sgd", learning_rate=0.03,
+            momentum=0.9, weight_decay=1e-4, batch_size=128, steps=30_000,
+            lr_milestones=(20_000, 25_000), scope="global", prune_fraction=0.2,
+            ignore=("output", "stage2_block0_shortcut", "stage3_block0_shortcut"),
+            warmup_steps=20_000, augment=True,
+        ),
+        source=(
+            "ResNet-20 as in resnet20, but at rate 0.03 with linear warmup over "
+            "20K iterations and rewinding to θ0, the paper's recipe (Frankle & "
+            "Carbin 2019, Section 4, Appendix I)."
+        ),
+    ),
+}

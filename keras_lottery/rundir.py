@@ -1,0 +1,206 @@
+"""Run directories: one per configuration, written atomically, resumable.
+
+Layout of `<logdir>/<run name>/`:
+
+    config.json                 the full configuration (checked on reuse)
+    data.json                   input shape, classes and source of the data
+    rewind.npz                  the rewind point (θ0 or θk)
+    round_00/                   the dense round (branch "ticket")
+        masks.npz               the masks this round trains under
+        weights.npz             trained weights (what the next round prunes)
+        metrics.json            written last: the branch is complete
+        checkpoint.npz          mid-round state, removed when complete
+        events.out.tfevents.*   TensorBoard
+    round_01/random_reinit/     a control branch: metrics, checkpoint, events
+    summary/                    TensorBoard across rounds (step = round)
+    result.json                 the run's table, once every round is done
+
+Every file is replaced atomically, so a run killed at any moment leaves
+either the old file or the new one; a re-run skips completed branches and
+continues an interrupted one from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+from typing import Any
+
+import numpy as np
+
+from keras_lottery.config import LotteryConfig
+from keras_lottery.files import read_json, read_npz, write_json, write_npz
+from keras_lottery.rewind import WeightSnapshot
+from keras_lottery.training import BranchState
+
+TICKET = "ticket"
+
+
+class RunDir:
+    """The directory of one lottery run.
+
+    Args:
+        path: the run directory.
+        config: the run's configuration.
+        writable: whether this process writes (only the chief does).
+
+    Use `RunDir.open(config)` to create or reuse the directory.
+    """
+
+    def __init__(self, path: str, config: LotteryConfig, writable: bool = True):
+        self.path, self.config, self.writable = path, config, writable
+
+    @classmethod
+    def open(cls, config: LotteryConfig, writable: bool = True) -> RunDir:
+        """Creates the run directory, or reuses it if its config matches.
+
+        Raises:
+            ValueError: if the directory holds a run of another config.
+        """
+        path = os.path.join(config.logdir, config.run_name)
+        config_path = os.path.join(path, "config.json")
+        if os.path.exists(config_path):
+            stored = LotteryConfig.from_dict(read_json(config_path))
+            if stored.run_hash() != config.run_hash():
+                ours, theirs = config.to_dict(), stored.to_dict()
+                diff = {k: (theirs[k], ours[k]) for k in ours if ours[k] != theirs[k]}
+                raise ValueError(
+                    f"Run directory {path} holds a different configuration "
+                    f"(stored, requested): {diff}. Use another name or logdir, "
+                    "or delete the directory to start over."
+                )
+        elif writable:
+            write_json(config_path, config.to_dict())
+        return cls(path, config, writable)
+
+    @classmethod
+    def load(cls, path: str) -> RunDir:
+        """Opens an existing run directory for reading (report, export)."""
+        config_path = os.path.join(path, "config.json")
+        if not os.path.exists(config_path):
+            raise FileNotFoundError(
+                f"{path} is not a keras-lottery run directory (no config.json)."
+            )
+        return cls(path, LotteryConfig.from_dict(read_json(config_path)), writable=False)
+
+    def branch_dir(self, round_index: int, branch: str = TICKET) -> str:
+        """Directory of a branch: `round_NN` for the ticket, else a subdir."""
+        base = os.path.join(self.path, f"round_{round_index:02d}")
+        return base if branch == TICKET else os.path.join(base, branch)
+
+    def _file(self, round_index: int, branch: str, name: str) -> str:
+        return os.path.join(self.branch_dir(round_index, branch), name)
+
+    # Completed branches -------------------------------------------------
+    def metrics(self, round_index: int, branch: str = TICKET) -> dict[str, Any] | None:
+        """The branch's metrics, or None if it has not completed."""
+        path = self._file(round_index, branch, "metrics.json")
+        return read_json(path) if os.path.exists(path) else None
+
+    def complete(self, round_index: int, branch: str, metrics: dict[str, Any],
+                 weights: WeightSnapshot | None = None) -> None:
+        """Records a finished branch: weights first, metrics last."""
+        if not self.writable:
+            return
+        if weights is not None:
+            weights.save(self._file(round_index, branch, "weights.npz"))
+        write_json(self._file(round_index, branch, "metrics.json"), metrics)
+        checkpoint = self._file(round_index, branch, "checkpoint.npz")
+        if os.path.exists(checkpoint):
+            os.remove(checkpoint)
+
+    def weights(self, round_index: int) -> WeightSnapshot:
+        """The trained weights of a round's ticket."""
+        return WeightSnapshot.load(self._file(round_index, TICKET, "weights.npz"))
+
+    def all_metrics(self) -> list[dict[str, Any]]:
+        """Metrics of every completed branch, ticket and controls."""
+        found = glob.glob(os.path.join(self.path, "round_*", "metrics.json"))
+        found += glob.glob(os.path.join(self.path, "round_*", "*", "metrics.json"))
+        return sorted((read_json(p) for p in found), key=lambda m: (m["round"], m["branch"]))
+
+    def completed_rounds(self) -> list[int]:
+        """Indices of rounds whose ticket branch is complete."""
+        found = glob.glob(os.path.join(self.path, "round_*", "metrics.json"))
+        return sorted(int(os.path.basename(os.path.dirname(p))[6:]) for p in found)
+
+    # Masks and rewind point --------------------------------------------
+    def masks(self, round_index: int) -> dict[str, np.ndarray] | None:
+        """The round's masks, or None if not yet written."""
+        path = self._file(round_index, TICKET, "masks.npz")
+        return read_npz(path) if os.path.exists(path) else None
+
+    def save_masks(self, round_index: int, masks: dict[str, np.ndarray]) -> None:
+        if self.writable:
+            write_npz(self._file(round_index, TICKET, "masks.npz"), masks)
+
+    @property
+    def data_info(self) -> dict[str, Any]:
+        """Input shape, class count and source of the run's dataset."""
+        return read_json(os.path.join(self.path, "data.json"))
+
+    def save_data_info(self, info: dict[str, Any]) -> None:
+        if self.writable:
+            write_json(os.path.join(self.path, "data.json"), info)
+
+    @property
+    def rewind_path(self) -> str:
+        return os.path.join(self.path, "rewind.npz")
+
+    def rewind_point(self) -> WeightSnapshot | None:
+        """The stored rewind point, or None."""
+        return WeightSnapshot.load(self.rewind_path) if os.path.exists(self.rewind_path) else None
+
+    def save_rewind_point(self, snapshot: WeightSnapshot) -> None:
+        if self.writable:
+            snapshot.save(self.rewind_path)
+
+    # Mid-branch checkpoints --------------------------------------------
+    def checkpoint(self, round_index: int, branch: str) -> BranchState | None:
+        """The branch's last checkpoint, or None."""
+        path = self._file(round_index, branch, "checkpoint.npz")
+        if not os.path.exists(path):
+            return None
+        data = read_npz(path)
+        count_model, count_opt = int(data["count_model"]), int(data["count_optimizer"])
+        return BranchState(
+            step=int(data["step"]),
+            history=json.loads(str(data["history"])),
+            model_values=[data[f"m{i:05d}"] for i in range(count_model)],
+            optimizer_values=[data[f"o{i:05d}"] for i in range(count_opt)],
+        )
+
+    def save_checkpoint(self, round_index: int, branch: str, state: BranchState) -> None:
+        if not self.writable:
+            return
+        arrays = {f"m{i:05d}": v for i, v in enumerate(state.model_values)}
+        arrays.update({f"o{i:05d}": v for i, v in enumerate(state.optimizer_values)})
+        arrays.update(
+            step=np.array(state.step),
+            history=np.array(json.dumps(state.history)),
+            count_model=np.array(len(state.model_values)),
+            count_optimizer=np.array(len(state.optimizer_values)),
+        )
+        write_npz(self._file(round_index, branch, "checkpoint.npz"), arrays)
+
+    def clear_events(self, round_index: int, branch: str) -> None:
+        """Removes a branch's TensorBoard events (before it is replayed)."""
+        if self.writable:
+            for path in glob.glob(os.path.join(self.branch_dir(round_index, branch),
+                                               "events.out.tfevents.*")):
+                os.remove(path)
+
+    @property
+    def summary_dir(self) -> str:
+        return os.path.join(self.path, "summary")
+
+    def reset_summary(self) -> None:
+        """Empties the cross-round TensorBoard directory before a rewrite."""
+        if self.writable and os.path.isdir(self.summary_dir):
+            shutil.rmtree(self.summary_dir)
+
+    def save_result(self, result: dict[str, Any]) -> None:
+        if self.writable:
+            write_json(os.path.join(self.path, "result.json"), result)

@@ -1,0 +1,314 @@
+"""Training one branch of a lottery run: a custom `tf.distribute` loop.
+
+One loop serves every strategy (default, Mirrored, MultiWorkerMirrored):
+each step runs the model on the replica's share of the global batch under
+`strategy.run`, averages the loss over the *global* batch, and lets the
+Keras optimizer all-reduce the gradients. (`model.fit` is not used because
+it fails under MultiWorkerMirroredStrategy in Keras 3.15.) Evaluation runs
+locally on every worker over the full splits, so all workers see the same
+numbers without communicating.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_lottery import pipeline
+from keras_lottery.config import LotteryConfig
+from keras_lottery.masking import masked_layers
+
+EVAL_SPLITS = ("val", "test", "train_eval")
+
+
+@keras.saving.register_keras_serializable(package="keras_lottery")
+class LotterySchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup, then step decay at milestones, optionally offset.
+
+    Args:
+        learning_rate: peak rate.
+        warmup_steps: steps of linear warmup from 0 (0 = none).
+        milestones: steps at which the rate is multiplied by `gamma`.
+        gamma: decay factor.
+        offset: added to the optimizer's step, so a branch that starts at
+            step k (late rewinding) continues the schedule from k.
+
+    Example:
+    >>> schedule = LotterySchedule(0.1, warmup_steps=100, milestones=(1000,))
+    >>> float(schedule(50)), float(schedule(2000))
+    (0.051, 0.01)
+    """
+
+    def __init__(self, learning_rate: float, warmup_steps: int = 0,
+                 milestones: tuple[int, ...] = (), gamma: float = 0.1, offset: int = 0):
+        self.learning_rate = float(learning_rate)
+        self.warmup_steps = int(warmup_steps)
+        self.milestones = tuple(int(m) for m in milestones)
+        self.gamma = float(gamma)
+        self.offset = int(offset)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32) + self.offset
+        rate = tf.constant(self.learning_rate, tf.float32)
+        for milestone in self.milestones:
+            rate = tf.where(step >= milestone, rate * self.gamma, rate)
+        if self.warmup_steps:
+            rate *= tf.minimum(1.0, (step + 1.0) / self.warmup_steps)
+        return rate
+
+    def get_config(self):
+        return {
+            "learning_rate": self.learning_rate,
+            "warmup_steps": self.warmup_steps,
+            "milestones": list(self.milestones),
+            "gamma": self.gamma,
+            "offset": self.offset,
+        }
+
+
+def make_optimizer(config: LotteryConfig, offset: int = 0) -> keras.optimizers.Optimizer:
+    """A fresh optimizer for one branch, as the config describes."""
+    schedule = LotterySchedule(
+        config.learning_rate, config.warmup_steps, config.lr_milestones,
+        config.lr_gamma, offset,
+    )
+    decay = config.weight_decay or None
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(schedule, momentum=config.momentum, weight_decay=decay)
+    return keras.optimizers.Adam(schedule, weight_decay=decay)
+
+
+@dataclasses.dataclass
+class Splits:
+    """Training and evaluation data of a run, as arrays.
+
+    Attributes:
+        x_train, y_train: the training split (uint8 images, labels).
+        evals: split name -> (images, labels) evaluated every `eval_every`.
+        stats: per-channel (mean, std) of the training images.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    evals: dict[str, tuple[np.ndarray, np.ndarray]]
+    stats: tuple[np.ndarray, np.ndarray]
+
+    @classmethod
+    def from_dataset(cls, data, train_eval_examples: int) -> Splits:
+        """Splits from a `keras_lottery.data.Dataset`; the train-eval subset
+        is the first `train_eval_examples` training examples."""
+        evals = {"val": (data.x_val, data.y_val), "test": (data.x_test, data.y_test)}
+        if train_eval_examples:
+            n = min(train_eval_examples, len(data.x_train))
+            evals["train_eval"] = (data.x_train[:n], data.y_train[:n])
+        return cls(data.x_train, data.y_train, evals, pipeline.normalizer(data.x_train))
+
+
+@dataclasses.dataclass
+class BranchState:
+    """Everything needed to continue a branch exactly where it stopped."""
+
+    step: int
+    history: list[dict[str, float]]
+    model_values: list[np.ndarray]
+    optimizer_values: list[np.ndarray]
+
+
+def _model_variables(model: keras.Model) -> list:
+    """Model state a checkpoint needs: weights and RNG states, not masks."""
+    masks = {id(m) for layer in masked_layers(model) for m in layer.masks}
+    return [v for v in model.variables if id(v) not in masks]
+
+
+class Trainer:
+    """Trains a model from step `start` to `end` with evaluation and hooks.
+
+    Args:
+        model: the (masked) model, built under `strategy.scope()`.
+        config: the run's config.
+        strategy: a `tf.distribute.Strategy`.
+        splits: the run's data.
+        start: the global step the branch starts at (the learning-rate
+            schedule continues from there).
+
+    Example:
+    >>> trainer = Trainer(model, config, strategy, splits, start=0)
+    >>> history = trainer.run(on_eval=print)
+    """
+
+    def __init__(self, model: keras.Model, config: LotteryConfig,
+                 strategy: tf.distribute.Strategy, splits: Splits, start: int = 0):
+        self.model, self.config, self.strategy, self.splits = model, config, strategy, splits
+        self.start = self.step = start
+        self.history: list[dict[str, float]] = []
+        with strategy.scope():
+            self.optimizer = make_optimizer(config, offset=start)
+            self.optimizer.build(model.trainable_variables)
+        self._loss = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction=None
+        )
+        self._train_fn = self._make_train_fn()
+        self._eval_fn = tf.function(self._eval_batch)
+        self._evals = {
+            name: pipeline.eval_batches(x, y, splits.stats)
+            for name, (x, y) in splits.evals.items()
+        }
+
+    def _make_train_fn(self) -> Callable:
+        model, optimizer, strategy = self.model, self.optimizer, self.strategy
+        global_batch = self.config.batch_size
+
+        def step_fn(images, labels):
+            with tf.GradientTape() as tape:
+                logits = model(images, training=True)
+                per_example = self._loss(labels, logits)
+                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+                if model.losses:
+                    loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            correct = tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32)
+            return tf.reduce_sum(per_example), tf.reduce_sum(correct)
+
+        @tf.function
+        def train_fn(iterator, steps):
+            loss_sum, correct = tf.constant(0.0), tf.constant(0.0)
+            for _ in tf.range(steps):
+                loss, hits = strategy.run(step_fn, args=next(iterator))
+                loss_sum += strategy.reduce("SUM", loss, axis=None)
+                correct += strategy.reduce("SUM", hits, axis=None)
+            return loss_sum, correct
+
+        return train_fn
+
+    def _eval_batch(self, images, labels):
+        logits = self.model(images, training=False)
+        loss = tf.reduce_sum(self._loss(labels, logits))
+        hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32))
+        return loss, hits
+
+    def evaluate(self) -> dict[str, float]:
+        """Loss and accuracy on every evaluation split."""
+        results = {}
+        for name, batches in self._evals.items():
+            loss, hits, count = 0.0, 0.0, 0
+            for images, labels in batches:
+                batch_loss, batch_hits = self._eval_fn(images, labels)
+                loss, hits, count = loss + float(batch_loss), hits + float(batch_hits), count + len(labels)
+            results[f"{name}_loss"] = loss / count
+            results[f"{name}_accuracy"] = hits / count
+        return results
+
+    def state(self) -> BranchState:
+        """A checkpoint of the branch at the current step."""
+        return BranchState(
+            step=self.step,
+            history=[dict(h) for h in self.history],
+            model_values=[keras.ops.convert_to_numpy(v) for v in _model_variables(self.model)],
+            optimizer_values=[keras.ops.convert_to_numpy(v) for v in self.optimizer.variables],
+        )
+
+    def restore(self, state: BranchState) -> None:
+        """Continues from a checkpoint taken by `state()`."""
+        for variable, value in zip(_model_variables(self.model), state.model_values):
+            variable.assign(value)
+        for variable, value in zip(self.optimizer.variables, state.optimizer_values):
+            variable.assign(value)
+        self.step, self.history = state.step, [dict(h) for h in state.history]
+
+    def run(
+        self,
+        on_eval: Callable[[dict[str, float]], None] | None = None,
+        on_checkpoint: Callable[[BranchState], None] | None = None,
+        at_step: dict[int, Callable[[], None]] | None = None,
+        on_progress: Callable[[int, dict[str, float]], None] | None = None,
+    ) -> list[dict[str, float]]:
+        """Trains until `config.steps`, evaluating every `eval_every` steps.
+
+        Args:
+            on_eval: called with each evaluation record.
+            on_checkpoint: called with a `BranchState` about every
+                `checkpoint_every` steps (at evaluation steps).
+            at_step: step -> callable run when training reaches that step
+                (e.g. the late-rewinding snapshot).
+            on_progress: called after each chunk of steps with the step and
+                the running training loss and accuracy.
+
+        Returns:
+            The evaluation history: one dict per evaluation, with `step`,
+            running `train_loss`/`train_accuracy` since the previous
+            evaluation, and loss/accuracy of each evaluation split.
+        """
+        config, at_step = self.config, at_step or {}
+        end, every = config.steps, config.eval_every
+        stops = set(range(every * (self.step // every + 1), end, every))
+        stops.update(s for s in at_step if self.step < s < end)
+        stops.add(end)
+        if on_progress is not None:  # finer chunks only to refresh the bar
+            stops.update(range(self.step + 1, end, max(1, every // 5)))
+        batches = pipeline.train_batches(
+            self.splits.x_train, self.splits.y_train, config.batch_size, config.seed,
+            start_step=self.step, augment=config.augment, stats=self.splits.stats,
+        )
+        iterator = iter(self.strategy.experimental_distribute_dataset(batches))
+        if self.step % every == 0 and not self.history:
+            self._record(0.0, 0.0, 0, on_eval)
+        loss_sum, hits, seen = 0.0, 0.0, 0
+        last_checkpoint = self.step // max(1, config.checkpoint_every or end)
+        for stop in sorted(stops):
+            steps = stop - self.step
+            loss, correct = self._train_fn(iterator, tf.constant(steps))
+            loss_sum, hits = loss_sum + float(loss), hits + float(correct)
+            seen += steps * config.batch_size
+            self.step = stop
+            if stop in at_step:
+                at_step[stop]()
+            if on_progress is not None:
+                on_progress(stop, {"loss": loss_sum / seen, "accuracy": hits / seen})
+            if stop % every == 0 or stop == end:
+                self._record(loss_sum, hits, seen, on_eval)
+                loss_sum, hits, seen = 0.0, 0.0, 0
+                if config.checkpoint_every and on_checkpoint and stop < end:
+                    if stop // config.checkpoint_every > last_checkpoint:
+                        last_checkpoint = stop // config.checkpoint_every
+                        on_checkpoint(self.state())
+        return self.history
+
+    def _record(self, loss_sum, hits, seen, on_eval) -> None:
+        record = {
+            "step": self.step,
+            "train_loss": loss_sum / seen if seen else float("nan"),
+            "train_accuracy": hits / seen if seen else float("nan"),
+            **self.evaluate(),
+        }
+        self.history.append(record)
+        if on_eval is not None:
+            on_eval(record)
+
+
+def early_stop(history: list[dict[str, float]]) -> dict[str, float]:
+    """The paper's early-stopping summary of one branch's history.
+
+    Args:
+        history: the records returned by `Trainer.run`.
+
+    Returns:
+        `early_stop_step` (step of minimum validation loss; the first on
+        ties) and every metric at that step (`*_at_early_stop`) and at the
+        end (`*_final`).
+
+    Example:
+    >>> early_stop([{"step": 0, "val_loss": 2.0}, {"step": 100, "val_loss": 1.0}])
+    {'early_stop_step': 100, 'val_loss_at_early_stop': 1.0, 'val_loss_final': 1.0}
+    """
+    best = min(history, key=lambda h: (h["val_loss"], h["step"]))
+    summary: dict[str, float] = {"early_stop_step": int(best["step"])}
+    for key in history[-1]:
+        if key != "step":
+            summary[f"{key}_at_early_stop"] = best[key]
+            summary[f"{key}_final"] = history[-1][key]
+    return summary
