@@ -97,8 +97,8 @@ def test_sparser_ticket_compresses_better(tmp_path):
 
 
 def test_ticket_of_compiled_model_carries_no_optimizer(tmp_path):
-    model = compile_for_test(kl.prunable(mlp(inputs=200)))
-    x, y = toy_data(inputs=200)
+    model = compile_for_test(kl.prunable(mlp(inputs=4000)))
+    x, y = toy_data(n=64, inputs=4000)
     model.fit(x, y, epochs=1, verbose=0)
     assert not kl.strip(model).compiled and model.compiled
     size = kl.save_ticket(model, tmp_path / "t.keras")
