@@ -23,9 +23,11 @@ OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 
-# Fields that do not change what is computed, so they are not part of the
-# run's identity (its directory hash).
-_NOT_HASHED = ("logdir", "data_dir", "strategy", "verbose", "name", "checkpoint_every")
+# Fields that are not part of a run's identity (its directory hash): they do
+# not change what a round computes. `rounds` and `controls` are among them so
+# that asking for more rounds or another control extends an existing run.
+_NOT_HASHED = ("logdir", "data_dir", "strategy", "verbose", "name", "checkpoint_every",
+               "rounds", "controls")
 
 
 @dataclasses.dataclass
@@ -119,11 +121,11 @@ class LotteryConfig:
         self.validate()
 
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> LotteryConfig:
-        """The preset `name` with fields replaced by `overrides`.
+    def from_preset(cls, preset: str, /, **overrides: Any) -> LotteryConfig:
+        """The preset `preset` with fields replaced by `overrides`.
 
         Args:
-            name: a key of `PRESETS` (e.g. `"lenet300"`, `"conv2"`).
+            preset: a key of `PRESETS` (e.g. `"lenet300"`, `"conv2"`).
             **overrides: any field, e.g. `steps=2000`.
 
         Returns:
@@ -133,9 +135,9 @@ class LotteryConfig:
         >>> LotteryConfig.from_preset("lenet300", steps=2000).learning_rate
         0.0012
         """
-        if name not in PRESETS:
-            raise ValueError(f"Unknown preset {name!r}. Accepted: {sorted(PRESETS)}")
-        return cls.from_dict({**PRESETS[name].values, **overrides})
+        if preset not in PRESETS:
+            raise ValueError(f"Unknown preset {preset!r}. Accepted: {sorted(PRESETS)}")
+        return cls.from_dict({**PRESETS[preset].values, **overrides})
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> LotteryConfig:
@@ -153,10 +155,13 @@ class LotteryConfig:
         values = dataclasses.asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
+    def identity(self) -> dict[str, Any]:
+        """The fields that define what a run computes (see `run_hash`)."""
+        return {k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED}
+
     def run_hash(self) -> str:
         """8 hex digits identifying what this config computes."""
-        values = {k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED}
-        blob = json.dumps(values, sort_keys=True).encode()
+        blob = json.dumps(self.identity(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:8]
 
     @property

@@ -56,6 +56,10 @@ class RunDir:
     def open(cls, config: LotteryConfig, writable: bool = True) -> RunDir:
         """Creates the run directory, or reuses it if its config matches.
 
+        A config that differs only in fields outside the run's identity
+        (more `rounds`, other `controls`, another `strategy`...) reuses the
+        directory and extends the run.
+
         Raises:
             ValueError: if the directory holds a run of another config.
         """
@@ -64,14 +68,14 @@ class RunDir:
         if os.path.exists(config_path):
             stored = LotteryConfig.from_dict(read_json(config_path))
             if stored.run_hash() != config.run_hash():
-                ours, theirs = config.to_dict(), stored.to_dict()
+                ours, theirs = config.identity(), stored.identity()
                 diff = {k: (theirs[k], ours[k]) for k in ours if ours[k] != theirs[k]}
                 raise ValueError(
                     f"Run directory {path} holds a different configuration "
                     f"(stored, requested): {diff}. Use another name or logdir, "
                     "or delete the directory to start over."
                 )
-        elif writable:
+        if writable:  # records new rounds/controls of an extended run
             write_json(config_path, config.to_dict())
         return cls(path, config, writable)
 

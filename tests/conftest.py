@@ -48,3 +48,38 @@ def compile_for_test(model: keras.Model, optimizer="adam") -> keras.Model:
         metrics=["accuracy"],
     )
     return model
+
+
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.fixture(scope="session")
+def fashion():
+    """Real Fashion-MNIST (Debian's dataset-fashion-mnist; CI installs it)."""
+    if not os.path.isdir(FASHION_DIR):
+        pytest.skip(f"needs real Fashion-MNIST: apt-get install dataset-fashion-mnist ({FASHION_DIR})")
+    from keras_lottery import data
+
+    return data.load("fashion_mnist")
+
+
+@pytest.fixture(scope="session")
+def fashion_small(fashion):
+    """A slice of real Fashion-MNIST for driver tests on tiny budgets."""
+    import dataclasses
+
+    return dataclasses.replace(
+        fashion,
+        x_train=fashion.x_train[:3000], y_train=fashion.y_train[:3000],
+        x_val=fashion.x_val[:500], y_val=fashion.y_val[:500],
+        x_test=fashion.x_test[:1000], y_test=fashion.y_test[:1000],
+    )
+
+
+def tiny_config(tmp_path, **overrides):
+    """A lenet300 config that trains in about a second per branch."""
+    from keras_lottery import LotteryConfig
+
+    values = dict(dataset="fashion_mnist", steps=60, eval_every=20, rounds=2,
+                  train_eval_examples=200, logdir=str(tmp_path / "runs"), verbose=0)
+    return LotteryConfig.from_preset("lenet300", **{**values, **overrides})

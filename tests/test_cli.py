@@ -1,0 +1,80 @@
+"""The keras-lottery command line: errors, report, export."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import keras_lottery as kl
+from conftest import tiny_config
+from keras_lottery import cli, commands, data
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--rounds", "-1"], "--rounds: rounds must be an integer >= 0. Received: rounds=-1"),
+        (["run", "--prune-fraction", "1.5"], "--prune-fraction: prune_fraction must be a number in [0, 1). Received: prune_fraction=1.5"),
+        (["run", "--controls", "random"], "--controls: controls must be one of ['random_reinit', 'random_prune', 'lr_rewind']. Received: controls='random'"),
+        (["run", "--mode", "twice"], "argument --mode: invalid choice: 'twice' (choose from 'iterative', 'oneshot')"),
+        (["run", "--steps", "many"], "argument --steps: invalid int value: 'many'"),
+        (["run", "--rates", "output"], "argument --rates: expected layer=rate pairs like output=0.1,conv1=0.1, got 'output'"),
+        (["run", "--preset", "lenet5"], "argument --preset: invalid choice: 'lenet5'"),
+        (["run", "--mode", "oneshot"], "needs sparsities"),
+        (["run", "--sparsities", "50,x", "--mode", "oneshot"], "argument --sparsities: expected a comma-separated list of floats, got '50,x'"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        code = cli.main(argv)
+        raise SystemExit(code)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_missing_dataset_fails_fast_naming_both_ways(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(data, "_system_roots", lambda spec: [])
+    monkeypatch.setattr(data, "_system_tfds_dirs", lambda: [])
+    monkeypatch.setattr(data, "_reachable", lambda url, timeout=3.0: False)
+    code = cli.main(["run", "--preset", "lenet300", "--dataset", "mnist", "--data-dir", str(tmp_path),
+                     "--logdir", str(tmp_path / "runs"), "--verbose", "0"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "mnist" in err and "--data-dir" in err and "tensorflow-datasets" in err
+
+
+def test_help_documents_every_config_flag():
+    text = cli.build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    for field in kl.LotteryConfig.__dataclass_fields__:
+        assert "--" + field.replace("_", "-") in text, field
+
+
+def test_report_and_export(tmp_path, fashion_small, capsys):
+    result = kl.find_ticket(tiny_config(tmp_path, rounds=1, controls=("random_prune",)), fashion_small)
+    png = commands.report(result.run_dir)
+    out = capsys.readouterr().out
+    assert "random_prune" in out and "| 1     | ticket" in out
+    assert open(png, "rb").read(4) == b"\x89PNG"
+
+    sizes = commands.export(result.run_dir, 1, str(tmp_path / "ticket"))
+    assert sizes[0].zero_fraction > 0.15
+    model = commands.load_ticket(result.run_dir, 1)
+    x = fashion_small.x_test[:16]
+    stats = kl.training.Splits.from_dataset(fashion_small, 0).stats
+    images = ((x / 255.0 - stats[0]) / stats[1]).astype("float32")
+    script = (
+        "import numpy as np, tensorflow as tf, sys;"
+        f"m = tf.saved_model.load({str(tmp_path / 'ticket' / 'savedmodel')!r});"
+        f"np.save({str(tmp_path / 'y.npy')!r}, m.serve(np.load({str(tmp_path / 'x.npy')!r})).numpy())"
+    )
+    np.save(tmp_path / "x.npy", images)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=120)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), model.predict(images, verbose=0), atol=1e-5)
+    with pytest.raises(ValueError, match=r"round must be a completed round .* Received: round=7; completed: \[0, 1\]"):
+        commands.export(result.run_dir, 7, str(tmp_path / "nope"))
