@@ -156,8 +156,21 @@ class LotteryConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define what a run computes (see `run_hash`)."""
-        return {k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED}
+        """The fields that define what a run computes (see `run_hash`).
+
+        Like open_lth, only fields that differ from the dataclass defaults
+        count, so a field added in a later version (with a default that
+        keeps the old behaviour) leaves existing run directories valid.
+        """
+        defaults = LotteryConfig.__new__(LotteryConfig)
+        for field in dataclasses.fields(self):
+            default = (field.default_factory() if field.default is dataclasses.MISSING
+                       else field.default)
+            setattr(defaults, field.name, default)
+        base = {k: list(v) if isinstance(v, tuple) else v
+                for k, v in vars(defaults).items()}
+        return {k: v for k, v in self.to_dict().items()
+                if k not in _NOT_HASHED and v != base[k]}
 
     def run_hash(self) -> str:
         """8 hex digits identifying what this config computes."""

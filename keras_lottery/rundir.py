@@ -69,7 +69,9 @@ class RunDir:
             stored = LotteryConfig.from_dict(read_json(config_path))
             if stored.run_hash() != config.run_hash():
                 ours, theirs = config.identity(), stored.identity()
-                diff = {k: (theirs[k], ours[k]) for k in ours if ours[k] != theirs[k]}
+                full_ours, full_theirs = config.to_dict(), stored.to_dict()
+                diff = {k: (full_theirs[k], full_ours[k]) for k in sorted(set(ours) | set(theirs))
+                        if full_ours[k] != full_theirs[k]}
                 raise ValueError(
                     f"Run directory {path} holds a different configuration "
                     f"(stored, requested): {diff}. Use another name or logdir, "
