@@ -185,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from keras_lottery import commands
     from keras_lottery.data import DatasetNotFoundError
+    from keras_lottery.distribute import WorkerFailedError
 
     try:
         if args.command == "run":
@@ -193,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             commands.report(args.run_dir, args.out)
         else:
             commands.export(args.run_dir, args.round, args.out)
-    except (ValueError, FileNotFoundError, DatasetNotFoundError) as error:
+    except (ValueError, FileNotFoundError, DatasetNotFoundError, WorkerFailedError) as error:
         if os.environ.get("KERAS_LOTTERY_TRACEBACK"):
             raise
         return _fail(_flagged(error) if isinstance(error, ValueError) else str(error))

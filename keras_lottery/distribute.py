@@ -7,10 +7,65 @@ ever sent between workers and no replica can drift.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 
 import tensorflow as tf
+
+# What TensorFlow raises on a worker whose peer died or stopped answering.
+PEER_FAILURES = (
+    tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+    tf.errors.CancelledError, tf.errors.AbortedError, tf.errors.InternalError,
+)
+
+
+class WorkerFailedError(RuntimeError):
+    """Another worker of a multi-worker run failed or became unreachable."""
+
+
+def is_multiworker(strategy: tf.distribute.Strategy) -> bool:
+    """Whether `strategy` spans several processes."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
+        strategy.extended._in_multi_worker_mode()  # noqa: SLF001
+    )
+
+
+@contextlib.contextmanager
+def peer_failures_reported(strategy: tf.distribute.Strategy) -> Iterator[None]:
+    """Turns TensorFlow's collective errors into a `WorkerFailedError`."""
+    try:
+        yield
+    except PEER_FAILURES as error:
+        if not is_multiworker(strategy):
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise WorkerFailedError(
+            "a collective operation failed: another worker died or is unreachable "
+            f"({type(error).__name__}: {first}). Restart every worker with the same "
+            "command; the run resumes from its last checkpoint."
+        ) from error
+
+
+def check_workers_agree(strategy: tf.distribute.Strategy, value: int, what: str) -> None:
+    """Fails unless every worker passes the same `value` (e.g. run progress).
+
+    Raises:
+        WorkerFailedError: if the workers disagree, which means they see
+            different run directories (resuming needs a shared logdir).
+    """
+    if not is_multiworker(strategy):
+        return
+    mine = tf.constant(float(value % (2**31)), tf.float64)
+    mean = strategy.reduce("MEAN", strategy.run(lambda: tf.identity(mine)), axis=None)
+    spread = strategy.reduce("SUM", strategy.run(lambda: tf.square(mine - mean)), axis=None)
+    if float(spread) > 0:
+        raise WorkerFailedError(
+            f"the workers disagree on {what}. Every worker must see the same "
+            "run directory: put --logdir on a filesystem all workers share to "
+            "resume a multi-worker run."
+        )
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -75,8 +130,7 @@ def _tf_config() -> dict:
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """Whether this process writes files (always true off multi-worker)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
+    if not is_multiworker(strategy):
         return True
-    task_type, task_id = resolver.task_type, resolver.task_id
+    task_type, task_id = strategy.cluster_resolver.task_type, strategy.cluster_resolver.task_id
     return task_type == "chief" or (task_type == "worker" and task_id == 0)

@@ -20,7 +20,12 @@ import numpy as np
 from keras_lottery import data as data_lib
 from keras_lottery import models
 from keras_lottery.config import LotteryConfig
-from keras_lottery.distribute import is_chief, make_strategy
+from keras_lottery.distribute import (
+    check_workers_agree,
+    is_chief,
+    make_strategy,
+    peer_failures_reported,
+)
 from keras_lottery.masking import prunable
 from keras_lottery.masks import permuted_masks
 from keras_lottery.pruning import (
@@ -128,6 +133,8 @@ class _LotteryRun:
 
     # The procedure -------------------------------------------------------
     def run(self) -> LotteryResult:
+        progress = (len(self.run_dir.all_metrics()), len(self.run_dir.completed_rounds()))
+        check_workers_agree(self.strategy, 1000 * progress[0] + progress[1], "the run's progress")
         rows: list[dict[str, Any]] = []
         masks = self.dense_masks
         for r in range(self.n_rounds + 1):
@@ -223,12 +230,13 @@ class _LotteryRun:
         if r == 0 and config.rewind_step and self.rewind_point is None:
             at_step[config.rewind_step] = self._take_rewind_point
         progress = self._progress(r, branch, trainer.step, config.steps)
-        history = trainer.run(
-            on_eval=log.record,
-            on_checkpoint=lambda s: run_dir.save_checkpoint(r, branch, s),
-            at_step=at_step,
-            on_progress=progress,
-        )
+        with peer_failures_reported(self.strategy):
+            history = trainer.run(
+                on_eval=log.record,
+                on_checkpoint=lambda s: run_dir.save_checkpoint(r, branch, s),
+                at_step=at_step,
+                on_progress=progress,
+            )
         log.model_state(self.model, config.steps, weights=True)
         log.close()
         metrics = {

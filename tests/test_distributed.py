@@ -1,0 +1,132 @@
+"""The driver under MirroredStrategy (two logical CPUs) and under
+MultiWorkerMirroredStrategy with two real worker processes on loopback."""
+
+import glob
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_lottery as kl
+from conftest import tiny_config
+from keras_lottery import pipeline
+from keras_lottery.driver import _LotteryRun
+from keras_lottery.files import read_npz
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _replicas(variable):
+    return [v.numpy() for v in variable.value.values]
+
+
+def test_mirrored_run_matches_single_device_masks(tmp_path, fashion_small):
+    assert len(tf.config.list_logical_devices("CPU")) == 2
+    single = kl.find_ticket(tiny_config(tmp_path / "one", rounds=2, steps=100), fashion_small)
+    runner = _LotteryRun(tiny_config(tmp_path / "two", rounds=2, steps=100, strategy="mirrored"),
+                         fashion_small)
+    assert runner.strategy.num_replicas_in_sync == 2
+    mirrored = runner.run()
+    overlaps = []
+    for r in range(3):
+        a = read_npz(os.path.join(single.run_dir, f"round_{r:02d}", "masks.npz"))
+        b = read_npz(os.path.join(mirrored.run_dir, f"round_{r:02d}", "masks.npz"))
+        overlaps.append(kl.mask_overlap(a, b))
+    # Identical batches and seeds; only the order of the float reduction over
+    # the two replicas differs, which can flip weights at the threshold.
+    assert min(overlaps) >= 0.999, overlaps
+    for wrapper in kl.masking.masked_layers(runner.model):
+        masks, kernels = _replicas(wrapper.masks[0]), _replicas(wrapper.kernels[0])
+        assert len(masks) == 2 and np.array_equal(masks[0], masks[1])
+        assert np.array_equal(kernels[0], kernels[1])
+        assert all(np.all(k[m == 0] == 0) for k, m in zip(kernels, masks))
+    kl.restore_weights(runner.model, runner.rewind_point)
+    first = runner.model.get_layer("fc1")
+    expected = runner.rewind_point.values[[w.path for w in kl.rewind.rewindable_weights(runner.model)]
+                                          .index(first.kernels[0].path)]
+    for replica in _replicas(first.kernels[0]):
+        assert np.array_equal(replica, expected * _replicas(first.masks[0])[0])
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _start_workers(argv_for, logs, timeout="60"):
+    ports = _free_ports(2)
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                     "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "3",
+               "KERAS_LOTTERY_COLLECTIVE_TIMEOUT": timeout}
+        procs.append(subprocess.Popen(argv_for(index), env=env, stdout=open(logs[index], "w"),
+                                      stderr=subprocess.STDOUT, text=True, cwd=HERE))
+    return procs
+
+
+@pytest.mark.multiprocess
+def test_two_worker_processes_agree_and_only_the_chief_writes(tmp_path, fashion):
+    logdir = tmp_path / "runs"
+    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+    procs = _start_workers(
+        lambda i: [sys.executable, "multiworker_worker.py", str(logdir), str(tmp_path / f"w{i}"), "100"],
+        logs)
+    for proc, log in zip(procs, logs):
+        assert proc.wait(timeout=300) == 0, open(log).read()[-3000:]
+    masks = [read_npz(tmp_path / f"w{i}.masks.npz") for i in range(2)]
+    assert sorted(masks[0]) == ["fc1", "fc2", "output"]
+    for name in masks[0]:
+        assert np.array_equal(masks[0][name], masks[1][name]), name
+    assert masks[0]["fc1"].mean() == pytest.approx(0.8, abs=1e-4)
+    # The chief (worker 0) wrote everything; worker 1 wrote nothing.
+    events = glob.glob(f"{logdir}/**/events.out.tfevents.*", recursive=True)
+    writers = {re.search(r"\.(\d+)\.\d+\.v2$", os.path.basename(e)).group(1) for e in events}
+    assert events and writers == {str(procs[0].pid)}
+    stored = read_npz(glob.glob(f"{logdir}/*/round_01/masks.npz")[0])
+    assert all(np.array_equal(stored[k], masks[0][k]) for k in stored)
+    # Data sharding: each worker trains on its half of the global batch.
+    labels = [np.load(tmp_path / f"w{i}.labels.npy") for i in range(2)]
+    data = kl.data.load("fashion_mnist")
+    batches = pipeline.train_batches(data.x_train, data.y_train, 60, seed=0)
+    for step, (_, expected) in enumerate(batches.take(3)):
+        got = np.concatenate([labels[0][step], labels[1][step]])
+        assert np.array_equal(got, expected.numpy()), step
+
+
+@pytest.mark.multiprocess
+def test_a_killed_worker_makes_the_other_fail_fast(tmp_path, fashion):
+    logdir = tmp_path / "runs"
+    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+    args = ["-m", "keras_lottery", "run", "--preset", "lenet300", "--dataset", "fashion_mnist",
+            "--steps", "20000", "--rounds", "1", "--strategy", "multiworker",
+            "--logdir", str(logdir), "--verbose", "2"]
+    procs = _start_workers(lambda i: [sys.executable, *args], logs, timeout="30")
+    deadline = time.time() + 180
+    while not glob.glob(f"{logdir}/*/round_00/events.out.tfevents.*"):
+        assert time.time() < deadline and procs[0].poll() is None, open(logs[0]).read()[-3000:]
+        time.sleep(0.2)
+    time.sleep(2)  # well into training
+    procs[1].send_signal(signal.SIGKILL)
+    killed_at = time.time()
+    code = procs[0].wait(timeout=120)  # bounded: never a hang
+    elapsed = time.time() - killed_at
+    out = open(logs[0]).read()
+    assert code == 2, out[-3000:]
+    assert "keras-lottery: error: a collective operation failed: another worker died" in out
+    assert "Traceback" not in out
+    assert elapsed < 90
