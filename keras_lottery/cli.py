@@ -3,6 +3,8 @@
     keras-lottery run --preset lenet300 --dataset fashion_mnist --steps 2000 --rounds 3
     keras-lottery report runs/lenet300_fashion_mnist_iterative_1a2b3c4d
     keras-lottery export runs/lenet300_... --round 3 ticket_out
+    keras-lottery transfer runs/lenet300_... --round 3 --dataset mnist
+    keras-lottery compare-scopes --preset conv2 --dataset fashion_mnist --rounds 5
     keras-lottery presets
 
 Every `run` flag is a field of `LotteryConfig` (`--prune-fraction` sets
@@ -44,6 +46,10 @@ _HELP = {
     "lr_milestones": "steps where the learning rate is multiplied by --lr-gamma, e.g. 20000,25000",
     "data_dir": "directory with dataset files (IDX / CIFAR batches), searched first",
     "name": "run directory name (default: model_dataset_mode_<config hash>)",
+    "classes": "keep only these classes, relabelled 0..k-1, e.g. 0,1,2,3,4",
+    "masks_from": "RUN_DIR:ROUND whose masks and rewind point round 1 trains (ticket transfer)",
+    "eb_every": "draw the Early-Bird mask every this many dense steps (0 = off)",
+    "eb_stop": "stop the dense round at the Early-Bird step and prune there",
     "verbose": "0 silent, 1 progress bars, 2 one line per round",
 }
 
@@ -101,12 +107,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         hint, kwargs = hints[field.name], {}
         if field.name == "rates":
             kwargs["type"] = _parse_rates
-        elif field.name in ("sparsities",):
-            kwargs["type"] = _parse_list(float)
-        elif field.name == "lr_milestones":
-            kwargs["type"] = _parse_list(int)
         elif typing.get_origin(hint) is tuple:
-            kwargs["type"] = _parse_list(str)
+            kwargs["type"] = _parse_list(typing.get_args(hint)[0])
         elif hint is bool:
             kwargs["type"] = _parse_bool
         elif hint in (int, float):
@@ -143,6 +145,22 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--round", type=int, required=True, help="the round to export")
     export.add_argument("out", help="output directory")
     commands.add_parser("presets", help="list the presets and their sources")
+    compare = commands.add_parser(
+        "compare-scopes", help="global vs layer-wise pruning on one dense training")
+    compare.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                         help="start from a preset of the paper's hyperparameters")
+    _add_config_flags(compare)
+    transfer = commands.add_parser(
+        "transfer", help="train a found ticket on another dataset or class split")
+    transfer.add_argument("run_dir", help="the run that found the ticket")
+    transfer.add_argument("--round", type=int, required=True, help="the ticket's round")
+    transfer.add_argument("--dataset", required=True, choices=DATASETS, help="the target dataset")
+    transfer.add_argument("--classes", type=_parse_list(int), default=(),
+                          help="target classes, e.g. 5,6,7,8,9 (default: all)")
+    for flag, kind in (("--steps", int), ("--data-dir", str), ("--logdir", str),
+                       ("--verbose", int), ("--controls", _parse_list(str))):
+        transfer.add_argument(flag, type=kind, default=argparse.SUPPRESS,
+                              help=f"override the source run's {flag[2:]}")
     return parser
 
 
@@ -179,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name}\n    {preset.source}")
         return 0
     try:
-        config = _config_from_args(args) if args.command == "run" else None
+        config = _config_from_args(args) if args.command in ("run", "compare-scopes") else None
     except ValueError as error:
         return _fail(_flagged(error))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -190,8 +208,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             commands.run(config)
+        elif args.command == "compare-scopes":
+            commands.compare_scopes(config)
         elif args.command == "report":
             commands.report(args.run_dir, args.out)
+        elif args.command == "transfer":
+            overrides = {k: getattr(args, k) for k in ("steps", "data_dir", "logdir",
+                                                       "verbose", "controls") if hasattr(args, k)}
+            commands.transfer(args.run_dir, args.round, args.dataset, args.classes, **overrides)
         else:
             commands.export(args.run_dir, args.round, args.out)
     except (ValueError, FileNotFoundError, DatasetNotFoundError, WorkerFailedError) as error:

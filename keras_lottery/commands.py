@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
-from keras_lottery import models, report as report_lib
-from keras_lottery.config import LotteryConfig
+from typing import Any
+
+from keras_lottery import report as report_lib
+from keras_lottery import run_analysis
+from keras_lottery.config import SCOPES, LotteryConfig
 from keras_lottery.driver import LotteryResult, find_ticket
 from keras_lottery.export import TicketSize, save_ticket
-from keras_lottery.masking import prunable
 from keras_lottery.pruning import set_masks
 from keras_lottery.rewind import restore_weights
 from keras_lottery.rundir import RunDir
@@ -21,21 +24,29 @@ def run(config: LotteryConfig) -> LotteryResult:
     return find_ticket(config)
 
 
-def report(run_dir: str, out: str | None = None) -> str:
-    """`keras-lottery report`: prints the table and writes the plot.
+def report(run_dir: str, out: str | None = None) -> dict[str, Any]:
+    """`keras-lottery report`: the table, the analyses, plots, TensorBoard.
+
+    Prints the per-round table and the analyses of `run_analysis`, writes
+    `accuracy_vs_sparsity.png` (or `out`) and `analyses.png` into the run
+    directory, and the analyses' TensorBoard events into `RUN_DIR/analysis`.
 
     Returns:
-        The path of the PNG written.
+        The analyses (see `run_analysis.analyze`).
     """
     run = RunDir.load(run_dir)
     rows = run.all_metrics()
     if not rows:
         raise FileNotFoundError(f"{run_dir} has no completed round yet.")
     print(report_lib.table(rows))
+    result = run_analysis.analyze(run_dir)
+    print(run_analysis.format_report(result, run.config.steps))
     out = out or os.path.join(run_dir, "accuracy_vs_sparsity.png")
     report_lib.plot(rows, out, title=run.config.run_name)
-    print(f"plot: {out}")
-    return out
+    figure = run_analysis.plot(result, os.path.join(run_dir, "analyses.png"))
+    events = run_analysis.write_summaries(run_dir, result)
+    print(f"\nplots: {out}, {figure}\nTensorBoard: {events}")
+    return result
 
 
 def load_ticket(run_dir: str, round_index: int):
@@ -47,10 +58,7 @@ def load_ticket(run_dir: str, round_index: int):
             f"round must be a completed round of {run_dir}. "
             f"Received: round={round_index}; completed: {done}"
         )
-    config, info = run.config, run.data_info
-    base = models.build(config.model, tuple(info["input_shape"]), info["num_classes"],
-                        seed=config.seed, dropout=config.dropout)
-    model = prunable(base, ignore=config.ignore)
+    model = run.build_model()
     set_masks(model, run.masks(round_index))
     restore_weights(model, run.weights(round_index))
     return model
@@ -69,3 +77,74 @@ def export(run_dir: str, round_index: int, out: str) -> list[TicketSize]:
     for size in sizes:
         print(size)
     return sizes
+
+
+def transfer(run_dir: str, round_index: int, dataset: str, classes: tuple[int, ...] = (),
+             **overrides: Any) -> LotteryResult:
+    """`keras-lottery transfer`: trains a found ticket on another task.
+
+    The target run uses the source run's configuration with `dataset` (and
+    `classes`) replaced. Its round 0 trains the dense network on the new
+    task; round 1 trains the source round's mask from the source rewind
+    point, next to a random reinitialization and a random pruning of the
+    same sparsity (Morcos et al. 2019).
+
+    Args:
+        run_dir: the source run directory.
+        round_index: the source round whose ticket is transferred.
+        dataset: the target dataset.
+        classes: the target classes (e.g. `(5, 6, 7, 8, 9)`), or all.
+        **overrides: other config fields (`steps`, `logdir`, `controls`...).
+
+    Returns:
+        The target run's `LotteryResult`.
+    """
+    source = RunDir.load(run_dir)
+    values = {
+        **source.config.to_dict(), "dataset": dataset, "classes": tuple(classes),
+        "masks_from": f"{run_dir.rstrip('/')}:{round_index}", "mode": "iterative",
+        "sparsities": (), "rounds": 1, "name": None,
+        "controls": ("random_reinit", "random_prune"), "eb_every": 0, "eb_stop": False,
+        "logdir": os.path.dirname(os.path.abspath(run_dir)),
+        **overrides,
+    }
+    return run(LotteryConfig.from_dict(values))
+
+
+def compare_scopes(config: LotteryConfig) -> dict[str, LotteryResult]:
+    """`keras-lottery compare-scopes`: global vs layer-wise pruning.
+
+    Runs the config once per scope. The layer-wise run trains the dense
+    network; the global run adopts that dense round (same seed and data,
+    so the same network), and the two prune it differently from round 1 on.
+
+    Returns:
+        Scope -> `LotteryResult`.
+    """
+    results: dict[str, LotteryResult] = {}
+    first = None
+    for scope in ("layerwise", "global"):
+        name = f"{config.name}_{scope}" if config.name else None
+        scoped = dataclasses.replace(config, scope=scope, name=name)
+        if first is not None:
+            RunDir.open(scoped).adopt_dense_round(first)
+        results[scope] = run(scoped)
+        first = RunDir.load(results[scope].run_dir)
+    print(scope_table(results))
+    return results
+
+
+def scope_table(results: dict[str, LotteryResult]) -> str:
+    """Side-by-side rounds of a global and a layer-wise run."""
+    lines = ["| round | " + " | ".join(f"{s}: % remaining | {s}: test acc @ES | {s}: ES iter"
+                                         for s in results) + " |",
+             "|---|" + "---|---|---|" * len(results)]
+    by_scope = {s: {row["round"]: row for row in r.branch()} for s, r in results.items()}
+    for r in sorted(next(iter(by_scope.values()))):
+        cells = [str(r)]
+        for scope in results:
+            row = by_scope[scope].get(r)
+            cells += ([f"{row['percent_remaining']:.1f}", f"{row['test_accuracy_at_early_stop']:.4f}",
+                       str(row["early_stop_step"])] if row else ["", "", ""])
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -69,6 +69,19 @@ class LotteryConfig:
         dropout: dropout rate of the model (0 = none).
         augment: random flips and 4-pixel shifted crops (CIFAR-10 recipe).
         validation: examples held out of the training set for validation.
+        classes: keep only these classes of the dataset, relabelled 0..k-1
+            (e.g. `(0, 1, 2, 3, 4)` to find a ticket for ticket transfer).
+        masks_from: `"RUN_DIR:ROUND"`: take round 1's masks and the rewind
+            point from that round of another run instead of pruning (ticket
+            transfer, Morcos et al. 2019). Round 0 trains the dense network
+            on this run's data as the baseline.
+        eb_every: draw the magnitude mask every this many steps of the
+            dense round to detect an Early-Bird ticket (0 = off).
+        eb_threshold: largest normalized Hamming distance between the last
+            `eb_window` masks that counts as settled (You et al. 2020: 0.1).
+        eb_window: number of consecutive settled masks required.
+        eb_stop: stop the dense round at the Early-Bird step and prune from
+            the weights there.
         seed: seed of initialization, data order, and controls.
         strategy: `"default"`, `"mirrored"`, `"multiworker"` or `"tpu"`.
         logdir: parent directory of run directories.
@@ -104,6 +117,12 @@ class LotteryConfig:
     dropout: float = 0.0
     augment: bool = False
     validation: int = 5000
+    classes: tuple[int, ...] = ()
+    masks_from: str | None = None
+    eb_every: int = 0
+    eb_threshold: float = 0.1
+    eb_window: int = 5
+    eb_stop: bool = False
     seed: int = 0
     strategy: str = "default"
     logdir: str = "runs"
@@ -117,6 +136,7 @@ class LotteryConfig:
         self.ignore = tuple(self.ignore)
         self.controls = tuple(self.controls)
         self.lr_milestones = tuple(int(m) for m in self.lr_milestones)
+        self.classes = tuple(int(c) for c in self.classes)
         self.rates = dict(self.rates)
         self.validate()
 
@@ -208,11 +228,31 @@ class LotteryConfig:
         for layer, rate in self.rates.items():
             _fraction(f"rates[{layer!r}]", rate)
         _fraction("dropout", self.dropout)
-        for name in ("rounds", "rewind_step", "warmup_steps", "seed", "checkpoint_every"):
+        for name in ("rounds", "rewind_step", "warmup_steps", "seed", "checkpoint_every",
+                     "eb_every"):
             _integer(name, getattr(self, name), minimum=0)
         for name in ("batch_size", "steps", "eval_every"):
             _integer(name, getattr(self, name), minimum=1)
         _integer("train_eval_examples", self.train_eval_examples, minimum=0)
+        _integer("eb_window", self.eb_window, minimum=2)
+        if not 0 < self.eb_threshold <= 1:
+            raise ValueError(
+                f"eb_threshold must be in (0, 1]. Received: eb_threshold={self.eb_threshold!r}"
+            )
+        if self.eb_stop and not self.eb_every:
+            raise ValueError("eb_stop=True needs eb_every > 0 (how often to draw the mask).")
+        if self.masks_from is not None:
+            path, sep, round_index = self.masks_from.rpartition(":")
+            if not sep or not path or not round_index.isdigit():
+                raise ValueError(
+                    "masks_from must be 'RUN_DIR:ROUND', e.g. 'runs/lenet300_x:5'. "
+                    f"Received: masks_from={self.masks_from!r}"
+                )
+            if self.mode != "iterative" or self.rounds != 1:
+                raise ValueError(
+                    "masks_from trains one transferred ticket: it needs mode='iterative' "
+                    f"and rounds=1. Received: mode={self.mode!r}, rounds={self.rounds}"
+                )
         _integer("validation", self.validation, minimum=1)
         if self.rewind_step >= self.steps:
             raise ValueError(

@@ -27,9 +27,15 @@ from keras_lottery.distribute import (
     peer_failures_reported,
 )
 from keras_lottery.masking import prunable
-from keras_lottery.masks import permuted_masks
+from keras_lottery.analysis import early_bird_step, hamming
+from keras_lottery.masks import (
+    global_magnitude_masks,
+    layerwise_magnitude_masks,
+    permuted_masks,
+)
 from keras_lottery.pruning import (
     _expand_layer_names,
+    get_kernels,
     get_masks,
     prune_by_magnitude,
     set_masks,
@@ -111,7 +117,7 @@ class _LotteryRun:
         self.run_dir = RunDir.open(config, writable=self.chief)
         if data is None:
             data = data_lib.load(config.dataset, data_dir=config.data_dir,
-                                 validation=config.validation)
+                                 validation=config.validation, classes=config.classes or None)
         self.splits = Splits.from_dataset(data, config.train_eval_examples)
         self.run_dir.save_data_info({
             "input_shape": list(data.input_shape), "num_classes": data.num_classes,
@@ -125,11 +131,32 @@ class _LotteryRun:
         self.dense_masks = get_masks(self.model)
         self.theta0 = snapshot_weights(self.model)
         self.rewind_point = self.run_dir.rewind_point()
+        self.source_masks = None
+        if config.masks_from is not None and self.rewind_point is None:
+            self.rewind_point = self._transferred_rewind_point()
+            self.run_dir.save_rewind_point(self.rewind_point)
         if config.rewind_step == 0 and self.rewind_point is None:
             self.rewind_point = self.theta0
             self.run_dir.save_rewind_point(self.theta0)
         self._trained: dict[int, WeightSnapshot] = {}
         self.n_rounds = config.rounds if config.mode == "iterative" else len(config.sparsities)
+
+    def _source(self) -> tuple[RunDir, int]:
+        path, _, round_index = self.config.masks_from.rpartition(":")
+        source = RunDir.load(path)
+        if int(round_index) not in source.completed_rounds():
+            raise ValueError(
+                f"masks_from names round {round_index} of {path}, which has completed "
+                f"rounds {source.completed_rounds()}."
+            )
+        return source, int(round_index)
+
+    def _transferred_rewind_point(self) -> WeightSnapshot:
+        source, _ = self._source()
+        snapshot = source.rewind_point()
+        if snapshot is None:
+            raise ValueError(f"masks_from run {source.path} has no rewind point.")
+        return snapshot
 
     # The procedure -------------------------------------------------------
     def run(self) -> LotteryResult:
@@ -159,6 +186,16 @@ class _LotteryRun:
         config = self.config
         if r == 0:
             masks = self.dense_masks
+        elif config.masks_from is not None:
+            source, round_index = self._source()
+            masks = source.masks(round_index)
+            if sorted(masks) != sorted(self.dense_masks) or any(
+                masks[k].shape != self.dense_masks[k].shape for k in masks
+            ):
+                raise ValueError(
+                    f"The masks of {config.masks_from} do not fit this model: the "
+                    "architecture (and number of classes) must be the same."
+                )
         else:
             source = r - 1 if config.mode == "iterative" else 0
             set_masks(self.model, previous if config.mode == "iterative" else self.dense_masks)
@@ -226,9 +263,14 @@ class _LotteryRun:
             trainer.restore(state)
             for record in state.history:
                 log.record(record)
-        at_step = {}
+        at_step: dict[int, list] = {}
         if r == 0 and config.rewind_step and self.rewind_point is None:
-            at_step[config.rewind_step] = self._take_rewind_point
+            at_step[config.rewind_step] = [self._take_rewind_point]
+        early_bird = None
+        if r == 0 and config.eb_every:
+            early_bird = _EarlyBird(self.model, config, log)
+            for step in range(config.eb_every, config.steps, config.eb_every):
+                at_step.setdefault(step, []).append(lambda step=step: early_bird.draw(step))
         progress = self._progress(r, branch, trainer.step, config.steps)
         with peer_failures_reported(self.strategy):
             history = trainer.run(
@@ -246,9 +288,12 @@ class _LotteryRun:
             "sparsity_by_layer": sparsity_by_layer(self.model),
             "start_step": start,
             "seconds": time.time() - began,
+            "steps_per_second": trainer.steps_per_second,
             **early_stop(history),
             "history": history,
         }
+        if early_bird is not None:
+            metrics["early_bird"] = early_bird.summary()
         weights = None
         if branch == TICKET:
             weights = self._trained[r] = snapshot_weights(self.model, step=config.steps)
@@ -280,3 +325,46 @@ class _LotteryRun:
         for row in rows[1:]:
             print(f"    {row['branch']:<14} early-stop {row['early_stop_step']}  "
                   f"test acc {row['test_accuracy_at_early_stop']:.3f}")
+
+
+class _EarlyBird:
+    """Draws the round-1 magnitude mask during the dense round (You et al.).
+
+    `draw(step)` returns True when training should stop there: the masks
+    have settled and the config asks to stop at the Early-Bird step.
+    """
+
+    def __init__(self, model: keras.Model, config: LotteryConfig, log: BranchLog):
+        self.model, self.config, self.log = model, config, log
+        self.masks: list[dict[str, np.ndarray]] = []
+        self.steps: list[int] = []
+        self.distances: list[float] = []
+        self.step: int | None = None
+
+    def draw(self, step: int) -> bool:
+        config = self.config
+        prune = global_magnitude_masks if config.scope == "global" else layerwise_magnitude_masks
+        rates = _expand_layer_names(self.model, config.rates, "rates")
+        masks = prune(get_kernels(self.model), None, config.prune_fraction, rates)
+        distance = hamming(masks, self.masks[-1]) if self.masks else 1.0
+        self.masks.append(masks)
+        self.steps.append(step)
+        self.distances.append(distance)
+        self.masks = self.masks[-config.eb_window:]
+        self.steps = self.steps[-config.eb_window:]
+        self.log.scalar("early_bird/mask_distance", distance, step)
+        if self.step is None:
+            self.step = early_bird_step(self.masks, self.steps, config.eb_threshold,
+                                        config.eb_window)
+            if self.step is not None:
+                self.log.scalar("early_bird/step", self.step, step)
+                return config.eb_stop
+        return False
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "stopped": bool(self.config.eb_stop and self.step is not None),
+            "every": self.config.eb_every,
+            "distances": self.distances,
+        }

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from keras_lottery.config import LotteryConfig
-from keras_lottery.files import read_json, read_npz, write_json, write_npz
+from keras_lottery.files import atomic_open, read_json, read_npz, write_json, write_npz
 from keras_lottery.rewind import WeightSnapshot
 from keras_lottery.training import BranchState
 
@@ -132,6 +132,18 @@ class RunDir:
         found = glob.glob(os.path.join(self.path, "round_*", "metrics.json"))
         return sorted(int(os.path.basename(os.path.dirname(p))[6:]) for p in found)
 
+    def adopt_dense_round(self, source: RunDir) -> None:
+        """Copies the dense round and rewind point of a run that differs
+        from this one only in how it prunes (e.g. scope), so both prune the
+        same trained dense network. Does nothing if round 0 is done here."""
+        if not self.writable or self.metrics(0) is not None or source.metrics(0) is None:
+            return
+        for name in ("rewind.npz", "data.json"):
+            if os.path.exists(os.path.join(source.path, name)):
+                _copy(os.path.join(source.path, name), os.path.join(self.path, name))
+        for name in ("masks.npz", "weights.npz", "metrics.json"):  # metrics last: done
+            _copy(source._file(0, TICKET, name), self._file(0, TICKET, name))
+
     # Masks and rewind point --------------------------------------------
     def masks(self, round_index: int) -> dict[str, np.ndarray] | None:
         """The round's masks, or None if not yet written."""
@@ -150,6 +162,16 @@ class RunDir:
     def save_data_info(self, info: dict[str, Any]) -> None:
         if self.writable:
             write_json(os.path.join(self.path, "data.json"), info)
+
+    def build_model(self):
+        """The run's masked model as initialized (θ0, all masks ones)."""
+        from keras_lottery import models
+        from keras_lottery.masking import prunable
+
+        info, config = self.data_info, self.config
+        base = models.build(config.model, tuple(info["input_shape"]), info["num_classes"],
+                            seed=config.seed, dropout=config.dropout)
+        return prunable(base, ignore=config.ignore)
 
     @property
     def rewind_path(self) -> str:
@@ -210,3 +232,9 @@ class RunDir:
     def save_result(self, result: dict[str, Any]) -> None:
         if self.writable:
             write_json(os.path.join(self.path, "result.json"), result)
+
+
+def _copy(source: str, target: str) -> None:
+    """Copies a file atomically."""
+    with open(source, "rb") as src, atomic_open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst)

@@ -53,6 +53,14 @@ class BranchLog:
                     tf.summary.scalar(tag, value)
         self._writer.flush()
 
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        """Logs one scalar."""
+        if self._writer is None:
+            return
+        with self._writer.as_default(step=int(step)):
+            tf.summary.scalar(tag, value)
+        self._writer.flush()
+
     def model_state(self, model: keras.Model, step: int, weights: bool) -> None:
         """Logs per-layer sparsity and mask histograms (and weights)."""
         if self._writer is None:

@@ -12,6 +12,8 @@ numbers without communicating.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from collections.abc import Callable
 
 import keras
@@ -22,7 +24,17 @@ from keras_lottery import pipeline
 from keras_lottery.config import LotteryConfig
 from keras_lottery.masking import masked_layers
 
-EVAL_SPLITS = ("val", "test", "train_eval")
+
+
+class _NoRetracingWarning(logging.Filter):
+    """Every branch compiles a fresh step function (fresh optimizer) on
+    purpose; TensorFlow's warning about repeated tracing is noise here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+tf.get_logger().addFilter(_NoRetracingWarning())
 
 
 @keras.saving.register_keras_serializable(package="keras_lottery")
@@ -145,6 +157,9 @@ class Trainer:
         self.model, self.config, self.strategy, self.splits = model, config, strategy, splits
         self.start = self.step = start
         self.history: list[dict[str, float]] = []
+        # Wall time and count of training steps, leaving out the first call
+        # (which traces and compiles the step function).
+        self.train_seconds, self.timed_steps, self._calls = 0.0, 0, 0
         with strategy.scope():
             self.optimizer = make_optimizer(config, offset=start)
             self.optimizer.build(model.trainable_variables)
@@ -224,17 +239,19 @@ class Trainer:
         self,
         on_eval: Callable[[dict[str, float]], None] | None = None,
         on_checkpoint: Callable[[BranchState], None] | None = None,
-        at_step: dict[int, Callable[[], None]] | None = None,
+        at_step: dict[int, list[Callable[[], bool | None]]] | None = None,
         on_progress: Callable[[int, dict[str, float]], None] | None = None,
     ) -> list[dict[str, float]]:
-        """Trains until `config.steps`, evaluating every `eval_every` steps.
+        """Trains until `config.steps` (or a hook stops it), evaluating every
+        `eval_every` steps and at the end.
 
         Args:
             on_eval: called with each evaluation record.
             on_checkpoint: called with a `BranchState` about every
                 `checkpoint_every` steps (at evaluation steps).
-            at_step: step -> callable run when training reaches that step
-                (e.g. the late-rewinding snapshot).
+            at_step: step -> callables run when training reaches that step
+                (the late-rewinding snapshot, Early-Bird mask draws). One
+                that returns True stops training there.
             on_progress: called after each chunk of steps with the step and
                 the running training loss and accuracy.
 
@@ -261,22 +278,33 @@ class Trainer:
         last_checkpoint = self.step // max(1, config.checkpoint_every or end)
         for stop in sorted(stops):
             steps = stop - self.step
+            began = time.perf_counter()
             loss, correct = self._train_fn(iterator, tf.constant(steps))
             loss_sum, hits = loss_sum + float(loss), hits + float(correct)
+            if self._calls:
+                self.train_seconds += time.perf_counter() - began
+                self.timed_steps += steps
+            self._calls += 1
             seen += steps * config.batch_size
             self.step = stop
-            if stop in at_step:
-                at_step[stop]()
+            halt = any([hook() for hook in at_step.get(stop, ())])
             if on_progress is not None:
                 on_progress(stop, {"loss": loss_sum / seen, "accuracy": hits / seen})
-            if stop % every == 0 or stop == end:
+            if stop % every == 0 or stop == end or halt:
                 self._record(loss_sum, hits, seen, on_eval)
                 loss_sum, hits, seen = 0.0, 0.0, 0
                 if config.checkpoint_every and on_checkpoint and stop < end:
                     if stop // config.checkpoint_every > last_checkpoint:
                         last_checkpoint = stop // config.checkpoint_every
                         on_checkpoint(self.state())
+            if halt:
+                break
         return self.history
+
+    @property
+    def steps_per_second(self) -> float:
+        """Training throughput measured so far (NaN before two calls)."""
+        return self.timed_steps / self.train_seconds if self.train_seconds else float("nan")
 
     def _record(self, loss_sum, hits, seen, on_eval) -> None:
         record = {
