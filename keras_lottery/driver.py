@@ -296,7 +296,7 @@ class _LotteryRun:
             metrics["early_bird"] = early_bird.summary()
         weights = None
         if branch == TICKET:
-            weights = self._trained[r] = snapshot_weights(self.model, step=config.steps)
+            weights = self._trained[r] = snapshot_weights(self.model, step=trainer.step)
         run_dir.complete(r, branch, metrics, weights)
         return metrics
 

@@ -69,7 +69,7 @@ def test_early_bird_in_the_driver_stops_and_prunes_there(tmp_path, fashion_small
     assert bird["distances"][0] == 1.0  # the first draw has no predecessor
     assert all(d < 0.1 for d in bird["distances"][-4:])
     weights = RunDir.load(result.run_dir).weights(0)
-    assert weights.step == config.steps  # recorded as the dense round's weights
+    assert weights.step == bird["step"]  # the weights the next round prunes
     acc = EventAccumulator(os.path.join(result.run_dir, "round_00"))
     acc.Reload()
     assert "early_bird/mask_distance" in acc.Tags()["tensors"]
