@@ -279,7 +279,7 @@ class _LotteryRun:
                 at_step=at_step,
                 on_progress=progress,
             )
-        log.model_state(self.model, config.steps, weights=True)
+        log.model_state(self.model, trainer.step, weights=True)
         log.close()
         metrics = {
             "round": r,
