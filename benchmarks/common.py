@@ -42,6 +42,8 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     )
     p.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     p.add_argument("--out", default=RESULTS, help="results directory (default: %(default)s)")
+    p.add_argument("--name", default=None,
+                   help="results file name (default: the benchmark's name)")
     return p
 
 
@@ -178,7 +180,11 @@ def write_results(
     table: str,
     notes: str = "",
 ) -> None:
-    """Writes `<out>/<name>.json` and `<out>/<name>.md` and prints the table."""
+    """Writes `<out>/<name>.json` and `<out>/<name>.md` and prints the table.
+
+    `args.name`, if given, replaces `name` (to keep a second run apart).
+    """
+    name = getattr(args, "name", None) or name
     os.makedirs(out, exist_ok=True)
     payload = {
         "benchmark": name,

@@ -18,6 +18,7 @@ import time
 import common  # first: sets TF_CPP_MIN_LOG_LEVEL and sys.path
 
 BENCHMARKS = ("masking_overhead", "vs_tfmot", "pruning_scale", "rewind_memory")
+EXTRA_ARGS = {"masking_overhead": ["--profile"]}  # show where the overhead goes
 
 
 def main(argv=None) -> int:
@@ -32,6 +33,7 @@ def main(argv=None) -> int:
         command = [sys.executable, os.path.join(common.HERE, f"{name}.py"), "--out", args.out]
         if args.quick:
             command.append("--quick")
+        command += EXTRA_ARGS.get(name, [])
         shown = " ".join(["python", os.path.relpath(command[1], common.REPO), *command[2:]])
         print(f"== {shown}", flush=True)
         began = time.perf_counter()
