@@ -30,7 +30,8 @@ def main(argv=None) -> int:
     load_before = common.load_average()
     sections, failed = [], []
     for name in args.only:
-        command = [sys.executable, os.path.join(common.HERE, f"{name}.py"), "--out", args.out]
+        out = os.path.relpath(args.out, common.REPO)
+        command = [sys.executable, os.path.join(common.HERE, f"{name}.py"), "--out", out]
         if args.quick:
             command.append("--quick")
         command += EXTRA_ARGS.get(name, [])
@@ -48,7 +49,7 @@ def main(argv=None) -> int:
             table = f.read()
         sections.append(f"{table.rstrip()}\n\nCommand: `{shown}` ({seconds:.0f} s)\n")
     info = common.machine()
-    info["load_average_before"] = load_before
+    info["load_average"] = f"{load_before} before, {info['load_average']} after (1, 5, 15 min)"
     total = (datetime.datetime.now(datetime.timezone.utc) - start).total_seconds()
     command = " ".join(["python", os.path.relpath(sys.argv[0], common.REPO), *sys.argv[1:]])
     header = [
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
         "Machine:",
         "",
         common.markdown_table(
-            ["", ""], [(k, v) for k, v in info.items()]
+            ["", ""], [(k, str(v)) for k, v in info.items()]
         ).rstrip(),
         "",
         "Other processes may share this machine (see the load averages): every "
