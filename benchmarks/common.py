@@ -160,11 +160,13 @@ def machine() -> dict:
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A Markdown table; floats are printed with 3 significant decimals."""
+    """A Markdown table; floats get 3 decimals (none from 100 up)."""
 
     def cell(v: object) -> str:
         if isinstance(v, float):
-            return f"{v:.3g}" if abs(v) >= 1000 or abs(v) < 0.01 else f"{v:.3f}"
+            if abs(v) >= 100:
+                return f"{v:.0f}"
+            return f"{v:.3f}" if v == 0 or abs(v) >= 0.01 else f"{v:.3g}"
         return str(v)
 
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
