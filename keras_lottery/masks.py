@@ -7,7 +7,8 @@ remove, so `n` rounds at `p` leave `(1 - p) ** n` of the weights.
 
 Magnitude selection runs in O(n) with one `np.partition` over the remaining
 magnitudes (no sort) and works through large kernels in fixed-size chunks,
-so its peak extra memory is one float32 per remaining weight. Ties at the
+so beyond the boolean masks it returns (1 byte per weight) its peak extra
+memory is one float32 per remaining weight plus a few chunk-sized buffers. Ties at the
 threshold are broken by position (earlier kernels, then lower flat index,
 are pruned first), so the number of pruned weights is exact.
 """
@@ -186,12 +187,14 @@ def mask_overlap(a: Mapping[str, ArrayLike], b: Mapping[str, ArrayLike]) -> floa
 
 def _standardize(
     weights: Mapping[str, ArrayLike], masks: Mapping[str, ArrayLike] | None
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray | None]]:
+    """Arrays of the weights, and boolean masks (None: all weights alive,
+    so no all-ones array is ever built)."""
     if not weights:
         raise ValueError("weights must name at least one kernel. Received: {}")
     weights = {name: np.asarray(w) for name, w in weights.items()}
     if masks is None:
-        return weights, {n: np.ones(w.shape, bool) for n, w in weights.items()}
+        return weights, dict.fromkeys(weights)
     if set(masks) != set(weights):
         raise ValueError(
             f"masks must have the same names as weights {sorted(weights)}. "
@@ -245,15 +248,18 @@ def _prune_smallest(
     weights: dict[str, np.ndarray], alive: dict[str, np.ndarray], fraction: float
 ) -> dict[str, np.ndarray]:
     """Removes the `fraction` smallest |w| among alive weights of the pool."""
-    counts = {name: int(np.count_nonzero(mask)) for name, mask in alive.items()}
+    counts = {name: weights[name].size if mask is None else int(np.count_nonzero(mask))
+              for name, mask in alive.items()}
     k = _count(fraction, sum(counts.values()))
     if k == 0:
-        return {name: mask.copy() for name, mask in alive.items()}
+        return {name: np.ones(weights[name].shape, bool) if mask is None else mask.copy()
+                for name, mask in alive.items()}
     threshold, ties = _kth_smallest_magnitude(weights, alive, counts, k)
     new = {}
     for name, w in weights.items():
-        w_flat, alive_flat = w.reshape(-1), alive[name].reshape(-1)
+        w_flat = w.reshape(-1)
         dense = counts[name] == w_flat.size
+        alive_flat = None if dense else alive[name].reshape(-1)
         out = np.empty(w_flat.shape, bool)
         for part in _chunks(w_flat):
             mag = np.abs(w_flat[part]).astype(np.float32, copy=False)
@@ -279,8 +285,9 @@ def _kth_smallest_magnitude(
     pool = np.empty(sum(counts.values()), np.float32)
     offset = 0
     for name, w in weights.items():
-        w_flat, alive_flat = w.reshape(-1), alive[name].reshape(-1)
+        w_flat = w.reshape(-1)
         dense = counts[name] == w_flat.size
+        alive_flat = None if dense else alive[name].reshape(-1)
         for part in _chunks(w_flat):
             values = w_flat[part] if dense else w_flat[part][alive_flat[part]]
             out = pool[offset : offset + values.size]
@@ -293,7 +300,8 @@ def _kth_smallest_magnitude(
         )
     pool.partition(k - 1)
     threshold = pool[k - 1]
-    below = int(np.count_nonzero(pool[: k - 1] < threshold))
+    smaller = pool[: k - 1]
+    below = sum(int(np.count_nonzero(smaller[part] < threshold)) for part in _chunks(smaller))
     return threshold, k - below
 
 
@@ -303,7 +311,8 @@ def _finish(
     weights: Mapping[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
     """Orders masks as `weights` and refuses to empty a kernel."""
-    emptied = [n for n in weights if alive[n].any() and not new[n].any()]
+    emptied = [n for n in weights
+               if (alive[n] is None or alive[n].any()) and not new[n].any()]
     if emptied:
         raise ValueError(
             f"Pruning would remove every weight of {emptied}. Lower the "

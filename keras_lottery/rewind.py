@@ -81,7 +81,9 @@ def snapshot_weights(model: keras.Model, step: int = 0) -> WeightSnapshot:
     weights = rewindable_weights(model)
     return WeightSnapshot(
         paths=tuple(w.path for w in weights),
-        values=tuple(keras.ops.convert_to_numpy(w).copy() for w in weights),
+        # A variable's value is read into a new, immutable tensor: its NumPy
+        # view needs no second copy.
+        values=tuple(keras.ops.convert_to_numpy(w) for w in weights),
         step=step,
     )
 
