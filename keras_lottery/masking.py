@@ -259,7 +259,9 @@ def copy_weights(
         if id(src) in source_wrappers and id(dst) in target_wrappers:
             pairs += zip(source_wrappers[id(src)].masks, target_wrappers[id(dst)].masks)
         for s, d in pairs:
-            d.assign(baked.get(id(s), s))
+            # Copy through NumPy: assigning one variable to another would share
+            # its buffer on JAX, where training donates (deletes) buffers.
+            d.assign(baked.get(id(s), keras.ops.convert_to_numpy(s)))
     if len(sources) != len(targets):
         raise ValueError(
             f"The models have {len(sources)} and {len(targets)} leaf layers; "
