@@ -40,11 +40,11 @@ models = _load("models")
 
 # name -> (input shape, batch, steps per measurement)
 MODELS = {
-    "lenet300": ((28, 28, 1), 60, 500),
-    "conv2": ((32, 32, 3), 60, 200),
-    "conv6": ((32, 32, 3), 60, 200),
-    "resnet20": ((32, 32, 3), 128, 100),
-    "vgg19": ((32, 32, 3), 64, 50),
+    "lenet300": ((28, 28, 1), 60, 2000),
+    "conv2": ((32, 32, 3), 60, 1000),
+    "conv6": ((32, 32, 3), 60, 600),
+    "resnet20": ((32, 32, 3), 128, 300),
+    "vgg19": ((32, 32, 3), 64, 200),
 }
 
 
@@ -71,7 +71,7 @@ def pair(name: str):
 def main() -> None:
     args = parser(__doc__).parse_args()
     names = ("lenet300", "conv2") if args.quick else tuple(MODELS)
-    repeats = 5 if args.quick else 9
+    repeats = 5 if args.quick else 11
     device = str(keras.backend.backend()) + ": " + ", ".join(
         str(d) for d in __import__("jax").devices())
     results, rows = [], []
