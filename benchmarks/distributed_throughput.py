@@ -43,7 +43,7 @@ def child(mode: str, logdir: str, steps: int) -> None:
 
     strategy = {"single": "default", "mirrored": "mirrored", "multiworker": "multiworker"}[mode]
     config = kl.LotteryConfig.from_preset(
-        "lenet300", dataset="fashion_mnist", steps=steps, rounds=1, eval_every=steps,
+        "lenet300", dataset="fashion_mnist", steps=steps, rounds=1, eval_every=steps // 10,
         train_eval_examples=0, strategy=strategy, logdir=logdir, verbose=0,
     )
     kl.find_ticket(config)

@@ -103,10 +103,12 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
                 '"worker", "index": 0}}\'. Received: TF_CONFIG='
                 f"{os.environ.get('TF_CONFIG')!r}"
             )
-        options = tf.distribute.experimental.CommunicationOptions(
-            timeout_seconds=float(os.environ.get("KERAS_LOTTERY_COLLECTIVE_TIMEOUT", 120))
-        )
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        # No per-collective `timeout_seconds`: in TF 2.21 every collective
+        # with a timeout holds a thread until the timeout expires, so a
+        # training loop piles up thousands of threads and dies. A dead or
+        # stalled peer is caught instead by the connection reset and by the
+        # strategy's own health check, which aborts pending collectives.
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver()

@@ -66,14 +66,13 @@ def _free_ports(n):
     return ports
 
 
-def _start_workers(argv_for, logs, timeout="60"):
+def _start_workers(argv_for, logs):
     ports = _free_ports(2)
     procs = []
     for index in range(2):
         tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                      "task": {"type": "worker", "index": index}}
-        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "3",
-               "KERAS_LOTTERY_COLLECTIVE_TIMEOUT": timeout}
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "3"}
         procs.append(subprocess.Popen(argv_for(index), env=env, stdout=open(logs[index], "w"),
                                       stderr=subprocess.STDOUT, text=True, cwd=HERE))
     return procs
@@ -84,11 +83,13 @@ def test_two_worker_processes_agree_and_only_the_chief_writes(tmp_path, fashion)
     logdir = tmp_path / "runs"
     logs = [tmp_path / f"worker{i}.log" for i in range(2)]
     procs = _start_workers(
-        lambda i: [sys.executable, "multiworker_worker.py", str(logdir), str(tmp_path / f"w{i}"), "100"],
+        lambda i: [sys.executable, "multiworker_worker.py", str(logdir), str(tmp_path / f"w{i}"), "300"],
         logs)
     for proc, log in zip(procs, logs):
         assert proc.wait(timeout=300) == 0, open(log).read()[-3000:]
     masks = [read_npz(tmp_path / f"w{i}.masks.npz") for i in range(2)]
+    # 2 rounds x 300 steps x 6 all-reduces: a thread per collective would be >3000.
+    assert all(int(open(tmp_path / f"w{i}.threads").read()) < 600 for i in range(2))
     assert sorted(masks[0]) == ["fc1", "fc2", "output"]
     for name in masks[0]:
         assert np.array_equal(masks[0][name], masks[1][name]), name
@@ -115,7 +116,7 @@ def test_a_killed_worker_makes_the_other_fail_fast(tmp_path, fashion):
     args = ["-m", "keras_lottery", "run", "--preset", "lenet300", "--dataset", "fashion_mnist",
             "--steps", "20000", "--rounds", "1", "--strategy", "multiworker",
             "--logdir", str(logdir), "--verbose", "2"]
-    procs = _start_workers(lambda i: [sys.executable, *args], logs, timeout="30")
+    procs = _start_workers(lambda i: [sys.executable, *args], logs)
     deadline = time.time() + 180
     while not glob.glob(f"{logdir}/*/round_00/events.out.tfevents.*"):
         assert time.time() < deadline and procs[0].poll() is None, open(logs[0]).read()[-3000:]
