@@ -11,6 +11,7 @@ the same round's mask; branches never feed later rounds.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from typing import Any
 
@@ -308,6 +309,8 @@ class _LotteryRun:
         if self.verbose != 1:
             return None
         print(f"round {r}/{self.n_rounds} {branch}: steps {step}-{end}")
+        if not sys.stdout.isatty():  # a log file gets the round lines only
+            return None
         bar = keras.utils.Progbar(end, stateful_metrics=["loss", "accuracy"])
         bar.update(step)
         return lambda s, values: bar.update(s, values=list(values.items()))
