@@ -22,7 +22,6 @@ import argparse
 import glob
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,29 +48,17 @@ def child(mode: str, logdir: str, steps: int) -> None:
     kl.find_ticket(config)
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def run_mode(mode: str, logdir: str, steps: int) -> dict:
     """Runs a mode in subprocess(es); returns steps/s and round-1 masks."""
     argv = [sys.executable, os.path.abspath(__file__), "--child", mode, "--logdir", logdir,
             "--steps", str(steps)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO}
     if mode == "multiworker":
-        ports = _free_ports(2)
-        procs = []
-        for index in range(2):
-            tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                         "task": {"type": "worker", "index": index}}
-            procs.append(subprocess.Popen(argv, env={**env, "TF_CONFIG": json.dumps(tf_config)},
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        from keras_lottery.distribute import local_cluster
+
+        procs = [subprocess.Popen(argv, env={**env, "TF_CONFIG": tf_config}, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                 for tf_config in local_cluster(2)]
         outputs = [p.communicate(timeout=1800)[0] for p in procs]
         codes = [p.returncode for p in procs]
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 from collections.abc import Iterator
 
 import tensorflow as tf
@@ -136,3 +137,29 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     task_type, task_id = strategy.cluster_resolver.task_type, strategy.cluster_resolver.task_id
     return task_type == "chief" or (task_type == "worker" and task_id == 0)
+
+
+def local_cluster(workers: int) -> list[str]:
+    """`TF_CONFIG` values for `workers` processes on this host (loopback).
+
+    Ports are chosen free at call time. Useful to try a multi-worker run on
+    one machine before launching it across hosts.
+
+    Args:
+        workers: number of worker processes.
+
+    Returns:
+        One JSON string per worker, index order (worker 0 is the chief).
+
+    Example:
+    >>> configs = local_cluster(2)
+    >>> # start worker i with env TF_CONFIG=configs[i] and --strategy multiworker
+    """
+    sockets = [socket.socket() for _ in range(workers)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    hosts = [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]
+    for s in sockets:
+        s.close()
+    return [json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}})
+            for i in range(workers)]

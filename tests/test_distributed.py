@@ -2,11 +2,9 @@
 MultiWorkerMirroredStrategy with two real worker processes on loopback."""
 
 import glob
-import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +16,7 @@ import tensorflow as tf
 import keras_lottery as kl
 from conftest import tiny_config
 from keras_lottery import pipeline
+from keras_lottery.distribute import local_cluster
 from keras_lottery.driver import _LotteryRun
 from keras_lottery.files import read_npz
 
@@ -56,23 +55,10 @@ def test_mirrored_run_matches_single_device_masks(tmp_path, fashion_small):
         assert np.array_equal(replica, expected * _replicas(first.masks[0])[0])
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _start_workers(argv_for, logs):
-    ports = _free_ports(2)
     procs = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                     "task": {"type": "worker", "index": index}}
-        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for index, tf_config in enumerate(local_cluster(2)):
+        env = {**os.environ, "TF_CONFIG": tf_config, "TF_CPP_MIN_LOG_LEVEL": "3"}
         procs.append(subprocess.Popen(argv_for(index), env=env, stdout=open(logs[index], "w"),
                                       stderr=subprocess.STDOUT, text=True, cwd=HERE))
     return procs
