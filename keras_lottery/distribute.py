@@ -8,6 +8,7 @@ ever sent between workers and no replica can drift.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -69,8 +70,13 @@ def check_workers_agree(strategy: tf.distribute.Strategy, value: int, what: str)
         )
 
 
+@functools.cache
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """Creates the strategy a config names.
+    """The strategy a config names, created once per process.
+
+    A process reuses one strategy per name: two collective strategies over
+    the same devices would allocate the same collective keys, and
+    MultiWorkerMirroredStrategy can be set up only once per process anyway.
 
     Args:
         name: `"default"` (one device), `"mirrored"` (all local GPUs, or the

@@ -1,11 +1,14 @@
 """tf.data input pipelines: deterministic, resumable, shardable.
 
-The training stream is built over example *indices*: a seeded shuffle of
-`range(n)`, reshuffled every epoch, batched at the global batch size. Step
-`s` of a seed always sees the same batch, so a run resumed at step `s` skips
-only integers, and multi-worker sharding (`AutoShardPolicy.DATA`) splits
-each global batch between workers exactly as one worker would see it.
-Images stay uint8 in memory and are scaled per batch inside the pipeline.
+The training stream is a function of the step: step `s` belongs to epoch
+`s // (n // batch)`, whose order is a stateless pseudo-random permutation of
+`range(n)` keyed by (seed, epoch) (`tf.random.experimental.index_shuffle`),
+and takes the next `batch` indices of it. Nothing depends on TensorFlow's
+global seed or on what ran before, so a run resumed at step `s` starts there
+in O(1), and multi-worker sharding (`AutoShardPolicy.DATA`) splits each
+global batch between workers exactly as one worker would see it. Each epoch
+drops its last `n % batch` examples (different ones every epoch). Images
+stay uint8 in memory and are scaled per batch inside the pipeline.
 """
 
 from __future__ import annotations
@@ -76,16 +79,18 @@ def train_batches(
     mean, std = stats if stats is not None else normalizer(x)
     images, labels = tf.constant(x), tf.constant(y.astype("int64"))
     n = len(x)
-    indices = (
-        tf.data.Dataset.range(n)
-        .shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        .repeat()
-        .batch(batch_size, drop_remainder=True)
-    )
-    steps = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max)
-    stream = tf.data.Dataset.zip(indices.skip(start_step), steps)
+    if batch_size > n:
+        raise ValueError(
+            f"batch_size must be at most the number of training examples ({n}). "
+            f"Received: batch_size={batch_size}"
+        )
+    per_epoch = n // batch_size
 
-    def load(index, step):
+    def load(step):
+        epoch, position = step // per_epoch, step % per_epoch
+        slots = position * batch_size + tf.range(batch_size, dtype=tf.int64)
+        key = tf.stack([tf.constant(seed, tf.int64), epoch])
+        index = tf.random.experimental.index_shuffle(slots, seed=key, max_index=n - 1)
         batch = tf.gather(images, index)
         if augment:
             batch = _augment(batch, step, seed)
@@ -96,7 +101,8 @@ def train_batches(
     options.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.DATA
     )
-    return stream.map(load, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE).with_options(options)
+    steps = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max)
+    return steps.map(load, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE).with_options(options)
 
 
 def eval_batches(

@@ -56,9 +56,10 @@ def test_help_documents_every_config_flag():
 
 def test_report_and_export(tmp_path, fashion_small, capsys):
     result = kl.find_ticket(tiny_config(tmp_path, rounds=1, controls=("random_prune",)), fashion_small)
-    png = commands.report(result.run_dir)
+    commands.report(result.run_dir)
     out = capsys.readouterr().out
     assert "random_prune" in out and "| 1     | ticket" in out
+    png = os.path.join(result.run_dir, "accuracy_vs_sparsity.png")
     assert open(png, "rb").read(4) == b"\x89PNG"
 
     sizes = commands.export(result.run_dir, 1, str(tmp_path / "ticket"))
