@@ -1,8 +1,9 @@
 """keras-lottery: find lottery tickets (sparse trainable subnetworks) in Keras 3."""
 
-from keras_lottery import data, models
+from keras_lottery import analysis, data, models
 from keras_lottery.config import PRESETS, LotteryConfig
 from keras_lottery.data import Dataset, DatasetNotFoundError
+from keras_lottery.distribute import WorkerFailedError, local_cluster, make_strategy
 from keras_lottery.driver import LotteryResult, find_ticket
 from keras_lottery.export import TicketSize, save_ticket, strip
 from keras_lottery.masking import MaskedLayer, prunable
