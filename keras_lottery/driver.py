@@ -132,7 +132,6 @@ class _LotteryRun:
         self.dense_masks = get_masks(self.model)
         self.theta0 = snapshot_weights(self.model)
         self.rewind_point = self.run_dir.rewind_point()
-        self.source_masks = None
         if config.masks_from is not None and self.rewind_point is None:
             self.rewind_point = self._transferred_rewind_point()
             self.run_dir.save_rewind_point(self.rewind_point)
