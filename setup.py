@@ -27,6 +27,10 @@ setup(
         "keras>=3",
         "tensorboard",
         "tensorflow-datasets",
+        # tensorflow-datasets imports it to download and prepare a dataset
+        # but does not require it (4.9.10): without it MNIST/CIFAR-10 cannot
+        # be fetched.
+        "importlib_resources",
         "numpy",
         "matplotlib",
     ],
