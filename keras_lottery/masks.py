@@ -50,18 +50,7 @@ def global_magnitude_masks(
     >>> {k: v.astype(int).tolist() for k, v in m.items()}
     {'a': [0, 1, 1, 1], 'b': [0, 0, 0, 1]}
     """
-    weights, alive = _standardize(weights, masks)
-    _check_fraction("fraction", fraction)
-    rates = _check_rates(rates, weights)
-    new = {name: _prune_smallest({name: weights[name]}, {name: alive[name]}, rate)[name]
-           for name, rate in rates.items()}
-    pool = [name for name in weights if name not in rates]
-    new.update(
-        _prune_smallest(
-            {n: weights[n] for n in pool}, {n: alive[n] for n in pool}, fraction
-        )
-    )
-    return _finish(new, alive, weights)
+    return _magnitude_masks(weights, masks, fraction, rates, pooled=True)
 
 
 def layerwise_magnitude_masks(
@@ -88,13 +77,23 @@ def layerwise_magnitude_masks(
     >>> {k: v.astype(int).tolist() for k, v in m.items()}
     {'a': [0, 1, 0, 1], 'b': [0, 0, 1, 1]}
     """
+    return _magnitude_masks(weights, masks, fraction, rates, pooled=False)
+
+
+def _magnitude_masks(weights, masks, fraction, rates, pooled: bool) -> dict[str, np.ndarray]:
+    """Kernels in `rates` (all of them unless `pooled`) are pruned alone at
+    their rate; the others share one threshold at `fraction`."""
     weights, alive = _standardize(weights, masks)
     _check_fraction("fraction", fraction)
-    rates = {**dict.fromkeys(weights, fraction), **_check_rates(rates, weights)}
-    new = {
-        name: _prune_smallest({name: weights[name]}, {name: alive[name]}, rates[name])[name]
-        for name in weights
-    }
+    rates = _check_rates(rates, weights)
+    if not pooled:
+        rates = {**dict.fromkeys(weights, fraction), **rates}
+    new = {name: _prune_smallest({name: weights[name]}, {name: alive[name]}, rate)[name]
+           for name, rate in rates.items()}
+    pool = [name for name in weights if name not in rates]
+    if pool:
+        new.update(_prune_smallest({n: weights[n] for n in pool}, {n: alive[n] for n in pool},
+                                   fraction))
     return _finish(new, alive, weights)
 
 
