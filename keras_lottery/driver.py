@@ -52,7 +52,7 @@ from keras_lottery.rewind import (
 )
 from keras_lottery.rundir import TICKET, RunDir
 from keras_lottery.summaries import BranchLog, write_run_summary
-from keras_lottery.training import Splits, Trainer, early_stop
+from keras_lottery.training import BranchState, Splits, Trainer, early_stop
 
 
 @dataclasses.dataclass
@@ -269,13 +269,21 @@ class _LotteryRun:
         early_bird = None
         if r == 0 and config.eb_every:
             early_bird = _EarlyBird(self.model, config, log)
+            if state is not None:
+                early_bird.restore(state.extra)
             for step in range(config.eb_every, config.steps, config.eb_every):
                 at_step.setdefault(step, []).append(lambda step=step: early_bird.draw(step))
+
+        def checkpoint(state: BranchState) -> None:
+            if early_bird is not None:
+                state.extra = early_bird.state()
+            run_dir.save_checkpoint(r, branch, state)
+
         progress = self._progress(r, branch, trainer.step, config.steps)
         with peer_failures_reported(self.strategy):
             history = trainer.run(
                 on_eval=log.record,
-                on_checkpoint=lambda s: run_dir.save_checkpoint(r, branch, s),
+                on_checkpoint=checkpoint,
                 at_step=at_step,
                 on_progress=progress,
             )
@@ -362,6 +370,28 @@ class _EarlyBird:
                 self.log.scalar("early_bird/step", self.step, step)
                 return config.eb_stop
         return False
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The detector's state as arrays, for a checkpoint."""
+        arrays = {
+            "eb_steps": np.array(self.steps, np.int64),
+            "eb_distances": np.array(self.distances, np.float64),
+            "eb_step": np.array(-1 if self.step is None else self.step),
+        }
+        for i, masks in enumerate(self.masks):
+            arrays.update({f"eb_mask_{i}_{j}": m for j, m in enumerate(masks.values())})
+        return arrays
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Continues from `state()`, so a resumed round detects the same step."""
+        if "eb_steps" not in arrays:
+            return
+        names = list(get_kernels(self.model))
+        self.steps = [int(s) for s in arrays["eb_steps"]]
+        self.distances = [float(d) for d in arrays["eb_distances"]]
+        self.step = None if int(arrays["eb_step"]) < 0 else int(arrays["eb_step"])
+        self.masks = [{name: arrays[f"eb_mask_{i}_{j}"] for j, name in enumerate(names)}
+                      for i in range(len(self.steps))]
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -6,6 +6,8 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+from keras_lottery.files import atomic_open
+
 BRANCH_ORDER = ("ticket", "random_reinit", "random_prune", "lr_rewind")
 
 
@@ -97,8 +99,6 @@ def plot(rows: Sequence[dict[str, Any]], path: str | None = None, title: str = "
     plt.close(fig)
     png = buffer.getvalue()
     if path is not None:
-        from keras_lottery.files import atomic_open
-
         with atomic_open(path, "wb") as f:
             f.write(png)
     return png

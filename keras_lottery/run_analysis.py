@@ -18,6 +18,7 @@ TensorBoard under `RUN_DIR/analysis/`.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -27,6 +28,7 @@ import tensorflow as tf
 
 from keras_lottery import analysis
 from keras_lottery.export import strip
+from keras_lottery.files import atomic_open
 from keras_lottery.pruning import get_kernels, set_masks
 from keras_lottery.rewind import WeightSnapshot, restore_weights, snapshot_weights
 from keras_lottery.rundir import TICKET, RunDir
@@ -193,8 +195,6 @@ def _compact_dense_head(model: keras.Model):
 
 def write_summaries(run_dir: str, result: dict[str, Any]) -> str:
     """Writes the analyses to TensorBoard under `RUN_DIR/analysis/`."""
-    import os
-
     logdir = os.path.join(run_dir, "analysis")
     writer = tf.summary.create_file_writer(logdir)
     with writer.as_default():
@@ -293,8 +293,6 @@ def plot(result: dict[str, Any], path: str) -> str:
     layer_ax.legend(fontsize=8)
     layer_ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    from keras_lottery.files import atomic_open
-
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110)
     plt.close(fig)

@@ -36,6 +36,7 @@ from keras_lottery.rewind import WeightSnapshot
 from keras_lottery.training import BranchState
 
 TICKET = "ticket"
+_EXTRA = "x_"  # prefix of a checkpoint's `BranchState.extra` arrays
 
 
 class RunDir:
@@ -198,6 +199,7 @@ class RunDir:
             history=json.loads(str(data["history"])),
             model_values=[data[f"m{i:05d}"] for i in range(count_model)],
             optimizer_values=[data[f"o{i:05d}"] for i in range(count_opt)],
+            extra={k[len(_EXTRA):]: v for k, v in data.items() if k.startswith(_EXTRA)},
         )
 
     def save_checkpoint(self, round_index: int, branch: str, state: BranchState) -> None:
@@ -205,6 +207,7 @@ class RunDir:
             return
         arrays = {f"m{i:05d}": v for i, v in enumerate(state.model_values)}
         arrays.update({f"o{i:05d}": v for i, v in enumerate(state.optimizer_values)})
+        arrays.update({_EXTRA + k: v for k, v in state.extra.items()})
         arrays.update(
             step=np.array(state.step),
             history=np.array(json.dumps(state.history)),

@@ -128,6 +128,8 @@ class BranchState:
     history: list[dict[str, float]]
     model_values: list[np.ndarray]
     optimizer_values: list[np.ndarray]
+    extra: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    """State of the branch's step hooks (e.g. the Early-Bird mask window)."""
 
 
 def _model_variables(model: keras.Model) -> list:

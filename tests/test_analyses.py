@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import keras_lottery as kl
 from conftest import tiny_config
-from keras_lottery import analysis, commands, run_analysis
+from keras_lottery import analysis, commands, driver, run_analysis
 from keras_lottery.files import read_npz
 from keras_lottery.rundir import RunDir
 from keras_lottery.training import LotterySchedule
@@ -74,6 +74,30 @@ def test_early_bird_in_the_driver_stops_and_prunes_there(tmp_path, fashion_small
     acc.Reload()
     assert "early_bird/mask_distance" in acc.Tags()["tensors"]
     assert result.branch("ticket")[1]["percent_remaining"] == pytest.approx(80.04, abs=0.01)
+
+
+def test_early_bird_resumes_its_mask_window_after_an_interruption(tmp_path, fashion_small,
+                                                                 monkeypatch):
+    def config(name):
+        return tiny_config(tmp_path / name, rounds=1, steps=400, eval_every=100,
+                           checkpoint_every=100, eb_every=20, eb_threshold=0.1)
+
+    clean = kl.find_ticket(config("clean"), fashion_small).branch("ticket")[0]["early_bird"]
+    draw = driver._EarlyBird.draw
+
+    def interrupted(self, step):
+        if step == 260:  # after the checkpoint at step 200
+            raise KeyboardInterrupt
+        return draw(self, step)
+
+    monkeypatch.setattr(driver._EarlyBird, "draw", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        kl.find_ticket(config("resumed"), fashion_small)
+    monkeypatch.undo()
+    resumed = kl.find_ticket(config("resumed"), fashion_small).branch("ticket")[0]["early_bird"]
+    assert len(resumed["distances"]) == 400 // 20 - 1
+    assert resumed["distances"] == pytest.approx(clean["distances"], abs=1e-12)
+    assert resumed["step"] == clean["step"]
 
 
 def test_ticket_transfer_trains_the_source_mask_on_other_classes(tmp_path, fashion):
