@@ -9,7 +9,7 @@ from typing import Any
 
 from keras_lottery import report as report_lib
 from keras_lottery import run_analysis
-from keras_lottery.config import SCOPES, LotteryConfig
+from keras_lottery.config import LotteryConfig
 from keras_lottery.driver import LotteryResult, find_ticket
 from keras_lottery.export import TicketSize, save_ticket
 from keras_lottery.pruning import set_masks
