@@ -6,7 +6,7 @@ random-reinitialization control, over several seeds. The paper trains on
 CIFAR-10; offline, this uses Fashion-MNIST (28x28x1), and a shorter budget
 to fit a 2-core CPU. Writes `docs/results/<model>.{json,csv,md}` and plots.
 
-    python examples/reproduce_conv.py --model conv2 --steps 3000 --rounds 8 --seeds 0 1
+    python examples/reproduce_conv.py --model conv2 --steps 3000 --rounds 7 --seeds 0 1
 
 Every run is resumable: re-running the command continues where it stopped.
 """
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--model", default="conv2", choices=("conv2", "conv4", "conv6"))
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--steps", type=int, default=3000, help="iterations per round (paper: 20000)")
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--eval-every", type=int, default=250, help="paper: 100")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--logdir", default=os.path.join("runs", "reproduce_conv"))
