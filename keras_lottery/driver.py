@@ -276,7 +276,7 @@ class _LotteryRun:
 
         def checkpoint(state: BranchState) -> None:
             if early_bird is not None:
-                state.extra = early_bird.state()
+                state = dataclasses.replace(state, extra=early_bird.state())
             run_dir.save_checkpoint(r, branch, state)
 
         progress = self._progress(r, branch, trainer.step, config.steps)

@@ -80,7 +80,13 @@ def layerwise_magnitude_masks(
     return _magnitude_masks(weights, masks, fraction, rates, pooled=False)
 
 
-def _magnitude_masks(weights, masks, fraction, rates, pooled: bool) -> dict[str, np.ndarray]:
+def _magnitude_masks(
+    weights: Mapping[str, ArrayLike],
+    masks: Mapping[str, ArrayLike] | None,
+    fraction: float,
+    rates: Mapping[str, float] | None,
+    pooled: bool,
+) -> dict[str, np.ndarray]:
     """Kernels in `rates` (all of them unless `pooled`) are pruned alone at
     their rate; the others share one threshold at `fraction`."""
     weights, alive = _standardize(weights, masks)
