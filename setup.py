@@ -38,7 +38,7 @@ setup(
         "tfmot": ["tensorflow-model-optimization>=0.8", "tf_keras"],
         "dev": ["pytest>=7"],
     },
-    entry_points={"console_scripts": ["keras-lottery=keras_lottery.cli:main"]},
+    entry_points={"console_scripts": ["keras-lottery=keras_lottery.runner.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Framework :: Keras",

@@ -54,7 +54,7 @@ def run_mode(mode: str, logdir: str, steps: int) -> dict:
             "--steps", str(steps)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO}
     if mode == "multiworker":
-        from keras_lottery.distribute import local_cluster
+        from keras_lottery.runner.distribute import local_cluster
 
         procs = [subprocess.Popen(argv, env={**env, "TF_CONFIG": tf_config}, text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -42,7 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras_lottery as kl
-from keras_lottery import models
+from keras_lottery.runner import models
 
 # name, builder, input shape, batch, steps per measurement (full, quick)
 MODELS = {

@@ -1,7 +1,7 @@
 """keras-lottery vs TFMOT `prune_low_magnitude`: training step and mask update.
 
 Models: LeNet-300-100 (batch 60, 28x28x1) and Conv-2 (batch 60, 32x32x3),
-built once in Keras 3 (`keras_lottery.models`) and once, layer for layer
+built once in Keras 3 (`keras_lottery.runner.models`) and once, layer for layer
 with the same weights, in `tf_keras` for TFMOT.
 
 1. Training step. Four contenders, interleaved, each one `fit` of a fixed
@@ -165,7 +165,7 @@ def mask_times(models: dict, repeats: int) -> dict:
     ours, pruned = models["ours"], models["tfmot"]
     # Dense starting point for both: masks of ones and the weights of the
     # plain Keras 3 model (trained, unpruned).
-    mask_ids = {id(m) for w in kl.masking.masked_layers(ours) for m in w.masks}
+    mask_ids = {id(m) for w in kl.masked_layer.masked_layers(ours) for m in w.masks}
     dense = iter(models["keras3"].get_weights())
     ours_dense = [np.ones(v.shape, v.dtype) if id(v) in mask_ids else next(dense)
                   for v in ours.weights]

@@ -22,7 +22,7 @@ import shutil
 import sys
 
 import keras_lottery as kl
-from keras_lottery import commands
+from keras_lottery.runner import commands
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
 
@@ -158,7 +158,7 @@ def _transfer_finding(target: kl.LotteryResult) -> str:
 
 
 def _masks(result: kl.LotteryResult, round_index: int):
-    from keras_lottery.rundir import RunDir
+    from keras_lottery.runner.rundir import RunDir
 
     return RunDir.load(result.run_dir).masks(round_index)
 

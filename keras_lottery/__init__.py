@@ -1,13 +1,14 @@
 """keras-lottery: find lottery tickets (sparse trainable subnetworks) in Keras 3."""
 
-from keras_lottery import analysis, data, models
-from keras_lottery.config import PRESETS, LotteryConfig
-from keras_lottery.data import Dataset, DatasetNotFoundError
-from keras_lottery.distribute import WorkerFailedError, local_cluster, make_strategy
-from keras_lottery.driver import LotteryResult, find_ticket
+from keras_lottery import analysis
+from keras_lottery.runner import data, models
+from keras_lottery.runner.config import PRESETS, LotteryConfig
+from keras_lottery.runner.data import Dataset, DatasetNotFoundError
+from keras_lottery.runner.distribute import WorkerFailedError, local_cluster, make_strategy
+from keras_lottery.runner.search import LotteryResult, find_ticket
 from keras_lottery.export import TicketSize, save_ticket, strip
-from keras_lottery.masking import MaskedLayer, prunable
-from keras_lottery.masks import (
+from keras_lottery.masked_layer import MaskedLayer, prunable
+from keras_lottery.mask_math import (
     global_magnitude_masks,
     layerwise_magnitude_masks,
     mask_overlap,

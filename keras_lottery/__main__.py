@@ -2,6 +2,6 @@
 
 import sys
 
-from keras_lottery.cli import main
+from keras_lottery.runner.cli import main
 
 sys.exit(main())

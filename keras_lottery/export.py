@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from keras_lottery.masking import MaskedLayer, copy_weights, is_clonable, leaf_layers
+from keras_lottery.masked_layer import MaskedLayer, copy_weights, is_clonable, leaf_layers
 
 
 def strip(model: keras.Model) -> keras.Model:

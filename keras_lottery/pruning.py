@@ -1,7 +1,7 @@
 """Model-level pruning: read and write masks, prune, measure sparsity.
 
 These helpers are thin: they gather kernels and masks from a model's
-`MaskedLayer`s, call the pure functions of `keras_lottery.masks`, and assign
+`MaskedLayer`s, call the pure functions of `keras_lottery.mask_math`, and assign
 the result. Assigning a mask also zeros the pruned weights, so a pruned
 weight is zero in the variable as well as in the forward pass.
 
@@ -17,8 +17,8 @@ import keras
 import numpy as np
 from numpy.typing import ArrayLike
 
-from keras_lottery import masks as mask_math
-from keras_lottery.masking import MaskedLayer, masked_layers
+from keras_lottery import mask_math
+from keras_lottery.masked_layer import MaskedLayer, masked_layers
 
 SCOPES = ("global", "layerwise")
 

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from keras_lottery.files import read_npz, write_npz
-from keras_lottery.masking import leaf_layers, masked_layers
+from keras_lottery.masked_layer import leaf_layers, masked_layers
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ def fashion():
     """Real Fashion-MNIST (Debian's dataset-fashion-mnist; CI installs it)."""
     if not os.path.isdir(FASHION_DIR):
         pytest.skip(f"needs real Fashion-MNIST: apt-get install dataset-fashion-mnist ({FASHION_DIR})")
-    from keras_lottery import data
+    from keras_lottery.runner import data
 
     return data.load("fashion_mnist")
 

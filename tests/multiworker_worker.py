@@ -17,8 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 import keras_lottery as kl  # noqa: E402
-from keras_lottery import pipeline  # noqa: E402
-from keras_lottery.distribute import make_strategy  # noqa: E402
+from keras_lottery.runner import pipeline  # noqa: E402
+from keras_lottery.runner.distribute import make_strategy  # noqa: E402
 
 
 def main(logdir: str, prefix: str, steps: int) -> None:

@@ -10,10 +10,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import keras_lottery as kl
 from conftest import tiny_config
-from keras_lottery import analysis, commands, driver, run_analysis
+from keras_lottery import analysis
+from keras_lottery.runner import analyses as run_analysis, commands, search as driver
 from keras_lottery.files import read_npz
-from keras_lottery.rundir import RunDir
-from keras_lottery.training import LotterySchedule
+from keras_lottery.runner.rundir import RunDir
+from keras_lottery.runner.loop_trainer import LotterySchedule
 
 
 def _masks(rng, density, shape=(40, 30)):

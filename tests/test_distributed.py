@@ -15,9 +15,9 @@ import tensorflow as tf
 
 import keras_lottery as kl
 from conftest import tiny_config
-from keras_lottery import pipeline
-from keras_lottery.distribute import local_cluster
-from keras_lottery.driver import _LotteryRun
+from keras_lottery.runner import pipeline
+from keras_lottery.runner.distribute import local_cluster
+from keras_lottery.runner.search import _LotteryRun
 from keras_lottery.files import read_npz
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -42,7 +42,7 @@ def test_mirrored_run_matches_single_device_masks(tmp_path, fashion_small):
     # Identical batches and seeds; only the order of the float reduction over
     # the two replicas differs, which can flip weights at the threshold.
     assert min(overlaps) >= 0.999, overlaps
-    for wrapper in kl.masking.masked_layers(runner.model):
+    for wrapper in kl.masked_layer.masked_layers(runner.model):
         masks, kernels = _replicas(wrapper.masks[0]), _replicas(wrapper.kernels[0])
         assert len(masks) == 2 and np.array_equal(masks[0], masks[1])
         assert np.array_equal(kernels[0], kernels[1])

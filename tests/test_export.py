@@ -35,7 +35,7 @@ def test_strip_gives_plain_layers_and_identical_predictions():
     assert np.abs(plain.predict(x, verbose=0) - model.predict(x, verbose=0)).max() <= 1e-6
     kernel = plain.get_layer("conv").kernel.numpy()
     assert np.mean(kernel == 0) == pytest.approx(0.7, abs=0.01)
-    assert kl.masking.masked_layers(model)  # the original keeps its wrappers
+    assert kl.masked_layer.masked_layers(model)  # the original keeps its wrappers
 
 
 def test_keras_file_round_trips_masks_and_predictions(tmp_path):
@@ -102,5 +102,5 @@ def test_ticket_of_compiled_model_carries_no_optimizer(tmp_path):
     model.fit(x, y, epochs=1, verbose=0)
     assert not kl.strip(model).compiled and model.compiled
     size = kl.save_ticket(model, tmp_path / "t.keras")
-    param_bytes = 4 * model.count_params() - 4 * sum(m.numpy().size for w in kl.masking.masked_layers(model) for m in w.masks)
+    param_bytes = 4 * model.count_params() - 4 * sum(m.numpy().size for w in kl.masked_layer.masked_layers(model) for m in w.masks)
     assert size.dense_bytes < 1.5 * param_bytes  # Adam state would triple it

@@ -153,7 +153,7 @@ def test_prunable_subclassed_model_is_wrapped_in_place():
     compile_for_test(net).fit(x, y, epochs=1, verbose=0)
     assert kl.sparsity(net) == pytest.approx(0.5, abs=1e-3)
     plain = kl.strip(net)
-    assert not kl.masking.masked_layers(plain)
+    assert not kl.masked_layer.masked_layers(plain)
     np.testing.assert_allclose(plain(x), net(x), atol=1e-6)
 
 
@@ -174,6 +174,6 @@ def test_prunable_twice_never_double_wraps():
     model = kl.prunable(mlp())
     kl.prune_by_magnitude(model, 0.5)
     again = kl.prunable(model)
-    assert all(not isinstance(l.layer, kl.MaskedLayer) for l in kl.masking.masked_layers(again))
-    assert len(kl.masking.masked_layers(again)) == 3
+    assert all(not isinstance(l.layer, kl.MaskedLayer) for l in kl.masked_layer.masked_layers(again))
+    assert len(kl.masked_layer.masked_layers(again)) == 3
     assert kl.sparsity(again) == pytest.approx(kl.sparsity(model))

@@ -1,9 +1,9 @@
-"""The pure mask math of keras_lottery.masks."""
+"""The pure mask math of keras_lottery.mask_math."""
 
 import numpy as np
 import pytest
 
-from keras_lottery import masks as mm
+from keras_lottery import mask_math as mm
 
 
 def _weights(seed=0):

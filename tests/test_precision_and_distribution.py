@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_lottery as kl
-from keras_lottery.distribute import make_strategy
+from keras_lottery.runner.distribute import make_strategy
 from conftest import compile_for_test, mlp, toy_data
 
 
@@ -42,7 +42,7 @@ def test_mirrored_strategy_fit_keeps_masks_identical_on_replicas():
     history = model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[rewind])
     assert np.isfinite(history.history["loss"]).all()
     assert kl.sparsity(model) == pytest.approx(0.5, abs=1e-3)
-    for wrapper in kl.masking.masked_layers(model):
+    for wrapper in kl.masked_layer.masked_layers(model):
         masks = [v.numpy() for v in wrapper.masks[0].value.values]
         kernels = [v.numpy() for v in wrapper.kernels[0].value.values]
         assert len(masks) == 2 and np.array_equal(masks[0], masks[1])

@@ -26,7 +26,7 @@ def test_rewind_restores_theta0_bit_for_bit_for_survivors():
     kl.prune_by_magnitude(model, 0.2)
     rewind.rewind(model)
     masks = kl.get_masks(model)
-    kernel_ids = {id(w.kernels[0]): w.name for w in kl.masking.masked_layers(model)}
+    kernel_ids = {id(w.kernels[0]): w.name for w in kl.masked_layer.masked_layers(model)}
     for weight, start in zip(kl.rewind.rewindable_weights(model), theta0):
         value = weight.numpy()
         if id(weight) in kernel_ids:

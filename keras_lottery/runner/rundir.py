@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from keras_lottery.config import LotteryConfig
+from keras_lottery.runner.config import LotteryConfig
 from keras_lottery.files import atomic_open, read_json, read_npz, write_json, write_npz
 from keras_lottery.rewind import WeightSnapshot
-from keras_lottery.training import BranchState
+from keras_lottery.runner.loop_trainer import BranchState
 
 TICKET = "ticket"
 _EXTRA = "x_"  # prefix of a checkpoint's `BranchState.extra` arrays
@@ -166,8 +166,8 @@ class RunDir:
 
     def build_model(self):
         """The run's masked model as initialized (θ0, all masks ones)."""
-        from keras_lottery import models
-        from keras_lottery.masking import prunable
+        from keras_lottery.runner import models
+        from keras_lottery.masked_layer import prunable
 
         info, config = self.data_info, self.config
         base = models.build(config.model, tuple(info["input_shape"]), info["num_classes"],

@@ -22,7 +22,7 @@ import sys
 import typing
 from collections.abc import Sequence
 
-from keras_lottery.config import (
+from keras_lottery.runner.config import (
     CONTROLS,
     DATASETS,
     MODES,
@@ -201,9 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         return _fail(_flagged(error))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from keras_lottery import commands
-    from keras_lottery.data import DatasetNotFoundError
-    from keras_lottery.distribute import WorkerFailedError
+    from keras_lottery.runner import commands
+    from keras_lottery.runner.data import DatasetNotFoundError
+    from keras_lottery.runner.distribute import WorkerFailedError
 
     try:
         if args.command == "run":

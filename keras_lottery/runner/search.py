@@ -18,18 +18,18 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_lottery import data as data_lib
-from keras_lottery import models
-from keras_lottery.config import LotteryConfig
-from keras_lottery.distribute import (
+from keras_lottery.runner import data as data_lib
+from keras_lottery.runner import models
+from keras_lottery.runner.config import LotteryConfig
+from keras_lottery.runner.distribute import (
     check_workers_agree,
     is_chief,
     make_strategy,
     peer_failures_reported,
 )
-from keras_lottery.masking import prunable
+from keras_lottery.masked_layer import prunable
 from keras_lottery.analysis import early_bird_step, hamming
-from keras_lottery.masks import (
+from keras_lottery.mask_math import (
     global_magnitude_masks,
     layerwise_magnitude_masks,
     permuted_masks,
@@ -43,16 +43,16 @@ from keras_lottery.pruning import (
     sparsity,
     sparsity_by_layer,
 )
-from keras_lottery.report import table
+from keras_lottery.runner.reports import table
 from keras_lottery.rewind import (
     WeightSnapshot,
     reinitialize,
     restore_weights,
     snapshot_weights,
 )
-from keras_lottery.rundir import TICKET, RunDir
-from keras_lottery.summaries import BranchLog, write_run_summary
-from keras_lottery.training import BranchState, Splits, Trainer, early_stop
+from keras_lottery.runner.rundir import TICKET, RunDir
+from keras_lottery.runner.tensorboard import BranchLog, write_run_summary
+from keras_lottery.runner.loop_trainer import BranchState, Splits, Trainer, early_stop
 
 
 @dataclasses.dataclass
@@ -92,7 +92,7 @@ def find_ticket(config: LotteryConfig, data: data_lib.Dataset | None = None) -> 
 
     Args:
         config: the run's configuration.
-        data: the dataset; default `keras_lottery.data.load(config.dataset)`.
+        data: the dataset; default `keras_lottery.runner.data.load(config.dataset)`.
 
     Returns:
         A `LotteryResult`.

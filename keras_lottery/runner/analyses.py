@@ -31,7 +31,7 @@ from keras_lottery.export import strip
 from keras_lottery.files import atomic_open
 from keras_lottery.pruning import get_kernels, set_masks
 from keras_lottery.rewind import WeightSnapshot, restore_weights, snapshot_weights
-from keras_lottery.rundir import TICKET, RunDir
+from keras_lottery.runner.rundir import TICKET, RunDir
 
 
 def _kernels(model: keras.Model, snapshot: WeightSnapshot, dense_masks) -> dict[str, np.ndarray]:

@@ -18,9 +18,9 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
-from keras_lottery import report
-from keras_lottery.config import LotteryConfig
-from keras_lottery.masking import masked_layers
+from keras_lottery.runner import reports as report
+from keras_lottery.runner.config import LotteryConfig
+from keras_lottery.masked_layer import masked_layers
 
 # Evaluation record key -> TensorBoard tag.
 _TAGS = {

@@ -35,7 +35,7 @@ class LotteryConfig:
     """The configuration of one lottery-ticket run.
 
     Attributes:
-        model: architecture, a key of `keras_lottery.models.ARCHITECTURES`.
+        model: architecture, a key of `keras_lottery.runner.models.ARCHITECTURES`.
         dataset: `"mnist"`, `"fashion_mnist"` or `"cifar10"`.
         mode: `"iterative"` (prune `prune_fraction` of the remaining weights
             per round, `rounds` times) or `"oneshot"` (prune the trained
@@ -214,7 +214,7 @@ class LotteryConfig:
 
     def validate(self) -> None:
         """Raises ValueError naming the first invalid field."""
-        from keras_lottery.models import ARCHITECTURES
+        from keras_lottery.runner.models import ARCHITECTURES
 
         _choice("model", self.model, tuple(ARCHITECTURES))
         _choice("dataset", self.dataset, DATASETS)

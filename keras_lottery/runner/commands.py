@@ -7,14 +7,14 @@ import os
 
 from typing import Any
 
-from keras_lottery import report as report_lib
-from keras_lottery import run_analysis
-from keras_lottery.config import LotteryConfig
-from keras_lottery.driver import LotteryResult, find_ticket
+from keras_lottery.runner import reports as report_lib
+from keras_lottery.runner import analyses as run_analysis
+from keras_lottery.runner.config import LotteryConfig
+from keras_lottery.runner.search import LotteryResult, find_ticket
 from keras_lottery.export import TicketSize, save_ticket
 from keras_lottery.pruning import set_masks
 from keras_lottery.rewind import restore_weights
-from keras_lottery.rundir import RunDir
+from keras_lottery.runner.rundir import RunDir
 
 
 def run(config: LotteryConfig) -> LotteryResult:

@@ -20,9 +20,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_lottery import pipeline
-from keras_lottery.config import LotteryConfig
-from keras_lottery.masking import masked_layers
+from keras_lottery.runner import pipeline
+from keras_lottery.runner.config import LotteryConfig
+from keras_lottery.masked_layer import masked_layers
 
 
 
@@ -111,7 +111,7 @@ class Splits:
 
     @classmethod
     def from_dataset(cls, data, train_eval_examples: int) -> Splits:
-        """Splits from a `keras_lottery.data.Dataset`; the train-eval subset
+        """Splits from a `keras_lottery.runner.data.Dataset`; the train-eval subset
         is the first `train_eval_examples` training examples."""
         evals = {"val": (data.x_val, data.y_val), "test": (data.x_test, data.y_test)}
         if train_eval_examples:

@@ -1,0 +1,1 @@
+"""The experiment runner: the lottery search, training, run directories, reporting, CLI."""
