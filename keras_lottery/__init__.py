@@ -8,6 +8,7 @@ from keras_lottery.runner.distribute import WorkerFailedError, local_cluster, ma
 from keras_lottery.runner.search import LotteryResult, find_ticket
 from keras_lottery.export import TicketSize, save_ticket, strip
 from keras_lottery.masked_layer import MaskedLayer, prunable
+from keras_lottery.masked_layer import register_prunable
 from keras_lottery.mask_math import (
     global_magnitude_masks,
     layerwise_magnitude_masks,

@@ -139,9 +139,3 @@ def dead_units(kernel: np.ndarray) -> dict[str, int]:
     """
     flat = np.asarray(kernel).reshape(-1, kernel.shape[-1])
     return {"units": int(flat.shape[1]), "dead": int(np.count_nonzero(~flat.any(axis=0)))}
-
-
-def unused_inputs(kernel: np.ndarray) -> dict[str, int]:
-    """Input units of a Dense kernel that no kept weight reads (zero rows)."""
-    rows = np.asarray(kernel).reshape(kernel.shape[0], -1)
-    return {"inputs": int(rows.shape[0]), "unused": int(np.count_nonzero(~rows.any(axis=1)))}

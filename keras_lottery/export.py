@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from keras_lottery.masked_layer import MaskedLayer, copy_weights, is_clonable, leaf_layers
+from keras_lottery import compat
+from keras_lottery.masked_layer import MaskedLayer, copy_weights, leaf_layers
 
 
 def strip(model: keras.Model) -> keras.Model:
@@ -39,7 +40,7 @@ def strip(model: keras.Model) -> keras.Model:
     >>> plain = strip(model)
     >>> plain.export("ticket_savedmodel")
     """
-    if is_clonable(model):
+    if compat.is_functional_or_sequential(model):
 
         def unwrap(layer: keras.layers.Layer) -> keras.layers.Layer:
             if isinstance(layer, MaskedLayer):
@@ -48,11 +49,8 @@ def strip(model: keras.Model) -> keras.Model:
 
         # clone_model compiles the clone like its source; a ticket for
         # export must not carry a (freshly built, all-zero) optimizer.
-        compiled, model.compiled = model.compiled, False
-        try:
+        with compat.uncompiled(model):
             plain = keras.models.clone_model(model, clone_function=unwrap, recursive=True)
-        finally:
-            model.compiled = compiled
     else:
         try:
             plain = model.__class__.from_config(model.get_config())

@@ -13,24 +13,84 @@ from collections.abc import Iterable, Iterator
 
 import keras
 
+from keras_lottery import compat
+
 # Layer classes whose kernels can be pruned, with the public attribute names
 # of those kernels. Biases, normalization parameters and everything else are
-# never pruned.
-PRUNABLE_KERNELS: tuple[tuple[type, tuple[str, ...]], ...] = (
-    (keras.layers.Dense, ("kernel",)),
-    (keras.layers.EinsumDense, ("kernel",)),
-    (keras.layers.Conv1D, ("kernel",)),
-    (keras.layers.Conv2D, ("kernel",)),
-    (keras.layers.Conv3D, ("kernel",)),
-    (keras.layers.Conv1DTranspose, ("kernel",)),
-    (keras.layers.Conv2DTranspose, ("kernel",)),
-    (keras.layers.Conv3DTranspose, ("kernel",)),
-    (keras.layers.DepthwiseConv1D, ("kernel",)),
-    (keras.layers.DepthwiseConv2D, ("kernel",)),
-    (keras.layers.SeparableConv1D, ("depthwise_kernel", "pointwise_kernel")),
-    (keras.layers.SeparableConv2D, ("depthwise_kernel", "pointwise_kernel")),
-    (keras.layers.Embedding, ("embeddings",)),
-)
+# never pruned. `register_prunable` adds a user's own layer classes.
+PRUNABLE_KERNELS: dict[type[keras.layers.Layer], tuple[str, ...]] = {
+    keras.layers.Dense: ("kernel",),
+    keras.layers.EinsumDense: ("kernel",),
+    keras.layers.Conv1D: ("kernel",),
+    keras.layers.Conv2D: ("kernel",),
+    keras.layers.Conv3D: ("kernel",),
+    keras.layers.Conv1DTranspose: ("kernel",),
+    keras.layers.Conv2DTranspose: ("kernel",),
+    keras.layers.Conv3DTranspose: ("kernel",),
+    keras.layers.DepthwiseConv1D: ("kernel",),
+    keras.layers.DepthwiseConv2D: ("kernel",),
+    keras.layers.SeparableConv1D: ("depthwise_kernel", "pointwise_kernel"),
+    keras.layers.SeparableConv2D: ("depthwise_kernel", "pointwise_kernel"),
+    keras.layers.Embedding: ("embeddings",),
+}
+
+
+def register_prunable(
+    layer_class: type[keras.layers.Layer], kernel_names: str | Iterable[str]
+) -> None:
+    """Makes a layer class prunable: `MaskedLayer` will mask these kernels.
+
+    The open counterpart of the built-in list (like TFMOT's `PrunableLayer`):
+    each name must be an attribute of the built layer holding a plain
+    `keras.Variable` (or a property returning one that is stored on the
+    layer), which the layer's `call()` reads. Subclasses of `layer_class`
+    are prunable too, unless registered themselves; registering a class
+    again replaces its kernel names. Register before `prunable()` and before
+    loading a saved model that wraps the class.
+
+    Args:
+        layer_class: a subclass of `keras.layers.Layer` (not `MaskedLayer`).
+        kernel_names: the attribute name of one kernel, or several names.
+
+    Raises:
+        TypeError: if `layer_class` is not a Layer subclass, or
+            `kernel_names` is not a string or strings.
+        ValueError: if `layer_class` is a `MaskedLayer`, or `kernel_names`
+            is empty, repeats a name or holds one that is not an identifier.
+
+    Example:
+    >>> class Scale(keras.layers.Layer):
+    ...     def build(self, input_shape):
+    ...         self.kernel = self.add_weight(shape=input_shape[1:])
+    ...     def call(self, x):
+    ...         return x * self.kernel
+    >>> register_prunable(Scale, "kernel")
+    >>> kernel_names(Scale())
+    ('kernel',)
+    """
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise TypeError(
+            "layer_class must be a subclass of keras.layers.Layer. "
+            f"Received: layer_class={layer_class!r}"
+        )
+    if issubclass(layer_class, MaskedLayer):
+        raise ValueError(
+            "layer_class cannot be a MaskedLayer; register the layer it wraps. "
+            f"Received: layer_class={layer_class.__name__}"
+        )
+    names = (kernel_names,) if isinstance(kernel_names, str) else kernel_names
+    names = tuple(names) if isinstance(names, Iterable) else (names,)
+    if not all(isinstance(name, str) for name in names):
+        raise TypeError(
+            "kernel_names must be an attribute name or a list of them (strings). "
+            f"Received: kernel_names={kernel_names!r}"
+        )
+    if not names or len(set(names)) != len(names) or not all(n.isidentifier() for n in names):
+        raise ValueError(
+            "kernel_names must name at least one kernel attribute, each once, "
+            f"as Python identifiers. Received: kernel_names={kernel_names!r}"
+        )
+    PRUNABLE_KERNELS[layer_class] = names
 
 
 def kernel_names(layer: keras.layers.Layer) -> tuple[str, ...]:
@@ -49,10 +109,14 @@ def kernel_names(layer: keras.layers.Layer) -> tuple[str, ...]:
     """
     if isinstance(layer, MaskedLayer):
         return ()
-    for cls, names in PRUNABLE_KERNELS:
-        if isinstance(layer, cls):
-            return names
+    for cls in type(layer).__mro__:
+        if cls in PRUNABLE_KERNELS:
+            return PRUNABLE_KERNELS[cls]
     return ()
+
+
+def _supported() -> str:
+    return ", ".join(cls.__name__ for cls in PRUNABLE_KERNELS)
 
 
 def is_prunable(layer: keras.layers.Layer) -> bool:
@@ -71,8 +135,8 @@ class MaskedLayer(keras.layers.Wrapper):
 
     Supported layers: Dense, EinsumDense, Conv1D/2D/3D, their Transpose
     variants, DepthwiseConv1D/2D (the depthwise kernel), SeparableConv1D/2D
-    (both kernels) and Embedding. LoRA-enabled and quantized layers are
-    rejected.
+    (both kernels), Embedding, and the classes added with
+    `register_prunable`. LoRA-enabled and quantized layers are rejected.
 
     Args:
         layer: the layer to wrap.
@@ -88,11 +152,10 @@ class MaskedLayer(keras.layers.Wrapper):
     def __init__(self, layer: keras.layers.Layer, **kwargs):
         names = kernel_names(layer)
         if not names:
-            supported = ", ".join(cls.__name__ for cls, _ in PRUNABLE_KERNELS)
             raise ValueError(
                 "MaskedLayer can only wrap layers with prunable kernels "
-                f"({supported}). Received: layer={layer.name!r} of type "
-                f"{type(layer).__name__}"
+                f"({_supported()}; add your own with register_prunable()). "
+                f"Received: layer={layer.name!r} of type {type(layer).__name__}"
             )
         if getattr(layer, "lora_enabled", False) or getattr(
             layer, "quantization_mode", None
@@ -128,19 +191,15 @@ class MaskedLayer(keras.layers.Wrapper):
         ]
 
     def _storage_slot(self, name: str) -> tuple[str, keras.Variable]:
-        """Finds the attribute of the wrapped layer holding kernel `name`.
-
-        Keras stores some kernels behind a property (`Dense.kernel` reads
-        `Dense._kernel`); the forward pass swaps the stored attribute.
-        """
+        """The attribute of the wrapped layer storing kernel `name`, and the
+        kernel; the forward pass swaps that attribute."""
         kernel = getattr(self.layer, name)
-        for attr, value in vars(self.layer).items():
-            if value is kernel:
-                return attr, kernel
-        raise ValueError(
-            f"Cannot find the variable behind {self.layer.name}.{name}; "
-            "the layer's kernel is not a plain variable."
-        )
+        if not isinstance(kernel, keras.Variable):
+            raise ValueError(
+                f"The kernels of layer {self.layer.name!r} must be keras.Variable "
+                f"attributes of the built layer. Received: {name}={kernel!r}"
+            )
+        return compat.kernel_attribute(self.layer, name), kernel
 
     @property
     def kernels(self) -> list[keras.Variable]:
@@ -163,12 +222,12 @@ class MaskedLayer(keras.layers.Wrapper):
         try:
             for (attr, kernel), mask in zip(self._kernel_slots, self.masks):
                 masked = keras.ops.multiply(kernel, mask)
-                object.__setattr__(self.layer, attr, masked)
+                compat.set_attribute_untracked(self.layer, attr, masked)
                 swapped.append((attr, kernel))
             yield
         finally:
             for attr, kernel in swapped:
-                object.__setattr__(self.layer, attr, kernel)
+                compat.set_attribute_untracked(self.layer, attr, kernel)
 
     def call(self, inputs, *args, **kwargs):
         with self._masked_kernels():
@@ -183,7 +242,6 @@ class MaskedLayer(keras.layers.Wrapper):
     def compute_mask(self, inputs, previous_mask=None):
         return self.layer.compute_mask(inputs, previous_mask)
 
-
     def masked_kernel_values(self) -> list:
         """The kernels with the masks applied, as NumPy arrays."""
         return [
@@ -197,7 +255,7 @@ def walk_layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
 
     The layers wrapped by a `MaskedLayer` are not yielded separately.
     """
-    for sub in layer._layers:  # noqa: SLF001 - Keras' own tracked sublayers
+    for sub in compat.sublayers(layer):
         yield sub
         if not isinstance(sub, MaskedLayer):
             yield from walk_layers(sub)
@@ -217,7 +275,7 @@ def leaf_layers(model: keras.layers.Layer) -> list[keras.layers.Layer]:
     leaves, seen = [], set()
     for layer in walk_layers(model):
         layer = layer.layer if isinstance(layer, MaskedLayer) else layer
-        if not layer._layers and id(layer) not in seen:  # noqa: SLF001
+        if not compat.sublayers(layer) and id(layer) not in seen:
             seen.add(id(layer))
             leaves.append(layer)
     return leaves
@@ -321,7 +379,7 @@ def prunable(model: keras.Model, ignore: Iterable[str] = ()) -> keras.Model:
         _wrap_in_place(clone, ignore)
         return clone
 
-    if is_clonable(model):
+    if compat.is_functional_or_sequential(model):
         result = keras.models.clone_model(model, clone_function=wrap, recursive=True)
         copy_weights(model, result)
     else:
@@ -329,51 +387,21 @@ def prunable(model: keras.Model, ignore: Iterable[str] = ()) -> keras.Model:
         result = model
     if not masked_layers(result):
         raise ValueError(
-            "The model has no prunable layer. prunable() wraps "
-            + ", ".join(cls.__name__ for cls, _ in PRUNABLE_KERNELS)
-            + f" layers; ignore={sorted(ignore)}. Received: model={model.name!r}"
+            f"The model has no prunable layer. prunable() wraps {_supported()} "
+            f"layers; ignore={sorted(ignore)}. Received: model={model.name!r}"
         )
     return result
 
 
-def is_clonable(model: keras.layers.Layer) -> bool:
-    """Whether `keras.models.clone_model` can rebuild `model` layer by layer.
-
-    True for Sequential and functional models; false for subclassed ones.
-    """
-    # Keras exports no public Functional class; its own cloning uses this one.
-    from keras.src.models.functional import Functional
-
-    return isinstance(model, (keras.Sequential, Functional))
-
-
-def _replace_sublayer(
-    parent: keras.layers.Layer, old: keras.layers.Layer, new: keras.layers.Layer
-) -> None:
-    """Points every reference `parent` holds to `old` at `new` instead."""
-    parent._tracker.replace_tracked_value("layers", old, new)  # noqa: SLF001
-    for attr, value in list(vars(parent).items()):
-        if value is old:
-            object.__setattr__(parent, attr, new)
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if item is old:
-                    list.__setitem__(value, i, new)
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if item is old:
-                    dict.__setitem__(value, key, new)
-
-
 def _wrap_in_place(layer: keras.layers.Layer, ignore: set[str]) -> None:
     """Wraps the prunable sublayers of a non-clonable layer in place."""
-    for sub in list(layer._layers):  # noqa: SLF001
+    for sub in compat.sublayers(layer):
         if isinstance(sub, MaskedLayer) or sub.name in ignore:
             continue
         if is_prunable(sub):
             wrapper = MaskedLayer(sub)
             if sub.built:
                 wrapper.build()
-            _replace_sublayer(layer, sub, wrapper)
+            compat.replace_sublayer(layer, sub, wrapper)
         else:
             _wrap_in_place(sub, ignore)

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from numpy.typing import ArrayLike
 
-from keras_lottery import mask_math
+from keras_lottery import compat, mask_math
 from keras_lottery.masked_layer import MaskedLayer, masked_layers
 
 SCOPES = ("global", "layerwise")
@@ -118,21 +118,15 @@ def set_masks(model: keras.Model, masks: Mapping[str, ArrayLike]) -> None:
 
 
 def _optimizer_slots(model: keras.Model, kernel: keras.Variable) -> list:
-    """The optimizer variables that track `kernel` (momentum, velocity...).
+    """The model's optimizer variables that track `kernel` (momentum, ...).
 
-    Keras names them `"<kernel path with / as _>_<slot>"`. Zeroing their
-    pruned entries keeps the optimizer from moving pruned weights when one
-    optimizer is kept across pruning rounds.
+    Zeroing their pruned entries keeps the optimizer from moving pruned
+    weights when one optimizer is kept across pruning rounds.
     """
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None or not optimizer.built:
         return []
-    prefix = kernel.path.replace("/", "_") + "_"
-    return [
-        v
-        for v in optimizer.variables
-        if v.name.startswith(prefix) and tuple(v.shape) == tuple(kernel.shape)
-    ]
+    return compat.optimizer_slots(optimizer, kernel)
 
 
 def _expand_layer_names(

@@ -177,3 +177,106 @@ def test_prunable_twice_never_double_wraps():
     assert all(not isinstance(l.layer, kl.MaskedLayer) for l in kl.masked_layer.masked_layers(again))
     assert len(kl.masked_layer.masked_layers(again)) == 3
     assert kl.sparsity(again) == pytest.approx(kl.sparsity(model))
+
+
+class _Affine(keras.layers.Layer):
+    """A user's own layer: its kernel is a plain variable attribute."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel")
+        self.bias = self.add_weight(shape=(self.units,), initializer="ones", name="bias")
+
+    def call(self, x):
+        return keras.ops.matmul(x, self.kernel) + self.bias
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """Registrations made by a test are undone after it."""
+    monkeypatch.setattr(kl.masked_layer, "PRUNABLE_KERNELS", dict(kl.masked_layer.PRUNABLE_KERNELS))
+
+
+def test_unregistered_custom_layer_is_rejected_with_a_hint(registry):
+    with pytest.raises(ValueError, match="register_prunable"):
+        kl.MaskedLayer(_Affine(3))
+
+
+def test_registered_custom_layer_is_masked_with_zero_gradient_for_pruned(registry):
+    kl.register_prunable(_Affine, ["kernel"])
+    x = _inputs((5,), False)
+    wrapper = kl.MaskedLayer(_Affine(3, name="affine"))
+    wrapper(x)
+    assert wrapper.kernel_names == ("kernel",) and wrapper.kernels[0] is wrapper.layer.kernel
+    assert [m.path for m in wrapper.masks] == ["affine/kernel_mask"]
+    _random_masks(wrapper, seed=2)
+    mask = keras.ops.convert_to_numpy(wrapper.masks[0])
+    kernel, bias = (w.numpy() for w in wrapper.layer.weights)
+    np.testing.assert_allclose(wrapper(x), x @ (kernel * mask) + bias, atol=1e-6)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(wrapper(x)))
+    grad = tape.gradient(loss, wrapper.kernels[0]).numpy()
+    assert np.all(grad[mask == 0] == 0) and np.any(grad[mask != 0] != 0)
+
+
+def test_prunable_wraps_registered_custom_layers_and_saves(registry, tmp_path):
+    kl.register_prunable(_Affine, "kernel")
+    base = keras.Sequential([keras.Input((20,)), _Affine(8, name="affine"), keras.layers.Dense(3, name="out")])
+    model = kl.prunable(base)
+    assert [type(l).__name__ for l in model.layers] == ["MaskedLayer", "MaskedLayer"]
+    x, _ = toy_data(n=8)
+    np.testing.assert_array_equal(model(x), base(x))
+    kl.set_masks(model, {"affine": np.zeros((20, 8))})
+    assert kl.sparsity_by_layer(model)["affine"] == 1.0
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", custom_objects={"_Affine": _Affine})
+    assert kl.get_masks(loaded)["affine"].sum() == 0
+    np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
+
+
+def test_registered_names_apply_to_subclasses_unless_they_register_their_own(registry):
+    class Dual(_Affine):
+        def build(self, input_shape):
+            super().build(input_shape)
+            self.gate = self.add_weight(shape=(input_shape[-1], self.units), name="gate")
+
+    kl.register_prunable(_Affine, ("kernel",))
+    assert kl.masked_layer.kernel_names(Dual(2)) == ("kernel",)
+    kl.register_prunable(Dual, ("kernel", "gate"))
+    assert kl.masked_layer.kernel_names(Dual(2)) == ("kernel", "gate")
+    assert kl.masked_layer.kernel_names(_Affine(2)) == ("kernel",)
+    wrapper = kl.MaskedLayer(Dual(2, name="dual"))
+    wrapper(np.ones((1, 3), "float32"))
+    assert wrapper.mask_keys() == ["dual/kernel", "dual/gate"]
+
+
+def test_registered_name_that_is_not_a_variable_fails_at_build(registry):
+    kl.register_prunable(_Affine, "units")
+    wrapper = kl.MaskedLayer(_Affine(2))
+    with pytest.raises(ValueError, match="must be keras.Variable.*Received: units=2"):
+        wrapper(np.ones((1, 3), "float32"))
+
+
+@pytest.mark.parametrize(
+    "layer_class, names, error, match",
+    [
+        (keras.layers.Dense(2), "kernel", TypeError, "Received: layer_class=<Dense"),
+        (int, "kernel", TypeError, "Received: layer_class=<class 'int'>"),
+        (kl.MaskedLayer, "kernel", ValueError, "Received: layer_class=MaskedLayer"),
+        (_Affine, [], ValueError, r"Received: kernel_names=\[\]"),
+        (_Affine, ["kernel", "kernel"], ValueError, "each once"),
+        (_Affine, ["kernel", 3], TypeError, r"Received: kernel_names=\['kernel', 3\]"),
+        (_Affine, 3, TypeError, "Received: kernel_names=3"),
+        (_Affine, "my kernel", ValueError, "identifiers. Received: kernel_names='my kernel'"),
+    ],
+)
+def test_register_prunable_validates_its_arguments(registry, layer_class, names, error, match):
+    with pytest.raises(error, match=match):
+        kl.register_prunable(layer_class, names)
+    assert _Affine not in kl.masked_layer.PRUNABLE_KERNELS

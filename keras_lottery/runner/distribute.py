@@ -16,6 +16,8 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
+from keras_lottery import compat
+
 # What TensorFlow raises on a worker whose peer died or stopped answering.
 PEER_FAILURES = (
     tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
@@ -30,7 +32,7 @@ class WorkerFailedError(RuntimeError):
 def is_multiworker(strategy: tf.distribute.Strategy) -> bool:
     """Whether `strategy` spans several processes."""
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
-        strategy.extended._in_multi_worker_mode()  # noqa: SLF001
+        compat.in_multi_worker_mode(strategy)
     )
 
 

@@ -1,0 +1,231 @@
+"""Pins the private Keras/TensorFlow behaviour `keras_lottery.compat` relies on.
+
+Each test fails if an upgrade changes the behaviour its function documents.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_lottery import compat
+
+
+class _Net(keras.Model):
+    """A subclassed model holding sublayers in an attribute, a list and a dict."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.fc = keras.layers.Dense(4, name="fc")
+        self.blocks = [keras.layers.Dense(4, name="b0"), keras.layers.Dense(4, name="b1")]
+        self.heads = {"out": keras.layers.Dense(2, name="out")}
+
+    def call(self, x):
+        x = self.fc(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.heads["out"](x)
+
+
+def _dense_model() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(4, name="fc1"), keras.layers.Dense(2, name="fc2")]
+    )
+
+
+def test_sublayers_of_sequential_start_with_its_input_layer():
+    names = [(type(l).__name__, l.name) for l in compat.sublayers(_dense_model())]
+    assert names[1:] == [("Dense", "fc1"), ("Dense", "fc2")]
+    assert names[0][0] == "InputLayer"
+
+
+def test_sublayers_of_functional_model_follow_the_graph_not_creation():
+    second, first = keras.layers.Dense(2, name="second"), keras.layers.Dense(3, name="first")
+    x = keras.Input((4,))
+    model = keras.Model(x, second(first(x)))
+    assert [type(l).__name__ for l in compat.sublayers(model)] == ["InputLayer", "Dense", "Dense"]
+    assert [l.name for l in compat.sublayers(model)[1:]] == ["first", "second"]
+
+
+def test_sublayers_of_subclassed_model_in_assignment_order_and_not_recursive():
+    net = _Net()
+    assert [l.name for l in compat.sublayers(net)] == ["fc", "b0", "b1", "out"]
+    outer = keras.Sequential([keras.Input((3,)), _dense_model()])
+    assert [type(l).__name__ for l in compat.sublayers(outer)] == ["InputLayer", "Sequential"]
+    assert compat.sublayers(keras.layers.Dense(2)) == []
+
+
+def test_is_functional_or_sequential():
+    x = keras.Input((3,))
+    functional = keras.Model(x, keras.layers.Dense(2)(x))
+    assert compat.is_functional_or_sequential(_dense_model())
+    assert compat.is_functional_or_sequential(functional)
+    assert not compat.is_functional_or_sequential(_Net())
+    assert not compat.is_functional_or_sequential(keras.layers.Dense(2))
+
+
+@pytest.mark.parametrize(
+    "layer, x, name, stored",
+    [
+        (lambda: keras.layers.Dense(2), np.ones((2, 3), "float32"), "kernel", "_kernel"),
+        (
+            lambda: keras.layers.EinsumDense("ab,bc->ac", output_shape=2),
+            np.ones((2, 3), "float32"),
+            "kernel",
+            "_kernel",
+        ),
+        (lambda: keras.layers.Conv1D(2, 2), np.ones((2, 4, 3), "float32"), "kernel", "_kernel"),
+        (
+            lambda: keras.layers.Conv1DTranspose(2, 2),
+            np.ones((2, 4, 3), "float32"),
+            "kernel",
+            "kernel",
+        ),
+        (
+            lambda: keras.layers.SeparableConv1D(2, 2),
+            np.ones((2, 4, 3), "float32"),
+            "pointwise_kernel",
+            "pointwise_kernel",
+        ),
+        (lambda: keras.layers.Embedding(5, 2), np.array([[0, 1, 4]]), "embeddings", "_embeddings"),
+    ],
+)
+def test_kernel_attribute_names_what_call_reads(layer, x, name, stored):
+    layer = layer()
+    before = keras.ops.convert_to_numpy(layer(x))
+    kernel, weights = getattr(layer, name), list(layer.weights)
+    assert compat.kernel_attribute(layer, name) == stored
+    compat.set_attribute_untracked(layer, stored, keras.ops.zeros_like(kernel))
+    try:
+        swapped = keras.ops.convert_to_numpy(layer(x))
+    finally:
+        compat.set_attribute_untracked(layer, stored, kernel)
+    assert np.all(swapped == 0) and np.any(before != 0)  # biases start at zero
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)), before)
+    assert getattr(layer, name) is kernel
+    assert [id(w) for w in layer.weights] == [id(w) for w in weights]
+
+
+def test_kernel_attribute_of_a_value_no_attribute_holds_is_an_error():
+    class Computed(keras.layers.Layer):
+        @property
+        def kernel(self):
+            return keras.ops.ones((2, 2))
+
+    with pytest.raises(ValueError, match="Received: name='kernel'"):
+        compat.kernel_attribute(Computed(), "kernel")
+
+
+def test_set_attribute_untracked_adds_no_state():
+    layer = keras.layers.Dense(2)
+    layer.build((None, 3))
+    weights = list(layer.weights)
+    compat.set_attribute_untracked(layer, "extra", keras.Variable(np.ones(3)))
+    assert [id(w) for w in layer.weights] == [id(w) for w in weights]
+    with pytest.raises(ValueError, match="cannot add new elements of state"):
+        layer.tracked = keras.Variable(np.ones(3))  # what the bypass avoids
+
+
+def test_replace_sublayer_rebinds_tracking_attribute_list_and_dict():
+    net = _Net()
+    x = np.ones((2, 3), "float32")
+    net(x)
+    old = {"fc": net.fc, "b0": net.blocks[0], "out": net.heads["out"]}
+    new = {name: keras.layers.Dense(layer.units, name=f"new_{name}") for name, layer in old.items()}
+    for name in old:
+        compat.replace_sublayer(net, old[name], new[name])
+    assert net.fc is new["fc"] and net.blocks[0] is new["b0"] and net.heads["out"] is new["out"]
+    assert [l.name for l in compat.sublayers(net)] == ["new_fc", "new_b0", "b1", "new_out"]
+    assert isinstance(net.blocks, list) and isinstance(net.heads, dict)
+    net(x)  # builds the new layers through call(), so call() uses them
+    paths = {w.path.split("/")[-2] for w in net.weights}
+    assert paths == {"new_fc", "new_b0", "b1", "new_out"}
+    with pytest.raises(ValueError):
+        compat.replace_sublayer(net, old["fc"], keras.layers.Dense(4))
+
+
+def test_uncompiled_makes_clone_model_return_an_uncompiled_clone():
+    model = _dense_model()
+    model.compile(optimizer="adam", loss="mse")
+    optimizer = model.optimizer
+    assert keras.models.clone_model(model).compiled  # why uncompiled() exists
+    with compat.uncompiled(model) as same:
+        assert same is model and not model.compiled
+        clone = keras.models.clone_model(model)
+    assert not clone.compiled
+    assert model.compiled and model.optimizer is optimizer
+    with pytest.raises(RuntimeError), compat.uncompiled(model):
+        raise RuntimeError
+    assert model.compiled
+
+
+def _trained_slots(optimizer) -> tuple[keras.Model, list]:
+    model = _dense_model()
+    model.compile(optimizer=optimizer, loss="mse")
+    model.fit(np.ones((4, 3)), np.ones((4, 2)), epochs=1, verbose=0)
+    kernel = model.get_layer("fc1").kernel
+    return kernel, compat.optimizer_slots(model.optimizer, kernel)
+
+
+def test_optimizer_slots_find_adams_momentum_and_velocity_for_a_kernel():
+    kernel, slots = _trained_slots(keras.optimizers.Adam())
+    prefix = kernel.path.replace("/", "_")  # "sequential_<n>_fc1_kernel"
+    assert prefix.endswith("fc1_kernel")
+    assert [s.name for s in slots] == [f"{prefix}_momentum", f"{prefix}_velocity"]
+    assert all(tuple(s.shape) == tuple(kernel.shape) for s in slots)
+    assert np.any(slots[0].numpy() != 0)  # they are the live state, not copies
+
+
+def test_optimizer_slots_of_sgd_with_and_without_momentum():
+    kernel, slots = _trained_slots(keras.optimizers.SGD(momentum=0.9))
+    assert [s.name for s in slots] == [kernel.path.replace("/", "_") + "_momentum"]
+    assert _trained_slots(keras.optimizers.SGD())[1] == []
+
+
+def test_optimizer_slots_seen_through_loss_scale_optimizer():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    model = _dense_model()
+    model.compile(optimizer="adam", loss="mse")
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    model.fit(np.ones((4, 3)), np.ones((4, 2)), epochs=1, verbose=0)
+    slots = compat.optimizer_slots(model.optimizer, model.get_layer("fc1").kernel)
+    assert [s.name.rsplit("_", 1)[-1] for s in slots] == ["momentum", "velocity"]
+
+
+def test_compile_arguments_are_the_objects_passed_to_compile():
+    model = _dense_model()
+    assert compat.compile_arguments(model) is None
+    optimizer = keras.optimizers.SGD(0.1)
+    loss = keras.losses.MeanSquaredError()
+    metric = keras.metrics.MeanAbsoluteError()
+    metrics = [metric, "mse"]
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, steps_per_execution=2)
+    args = compat.compile_arguments(model)
+    assert set(args) == {
+        "optimizer", "loss", "loss_weights", "metrics", "weighted_metrics",
+        "run_eagerly", "steps_per_execution", "jit_compile",
+    }
+    assert args["optimizer"] is optimizer and args["loss"] is loss
+    assert args["metrics"] is metrics and args["metrics"][0] is metric
+    assert args["loss_weights"] is None and args["weighted_metrics"] is None
+    assert args["steps_per_execution"] == 2 and args["run_eagerly"] is False
+    assert args["jit_compile"] in (True, False)  # resolved, not "auto"
+    args["loss"] = "changed"  # a copy: the model's record is untouched
+    assert compat.compile_arguments(model)["loss"] is loss
+
+
+def test_compile_arguments_are_the_last_compile_and_unwrap_loss_scaling():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    model = _dense_model()
+    model.compile(optimizer="sgd", loss="mse")
+    adam = keras.optimizers.Adam()
+    model.compile(optimizer=adam, loss="mae", run_eagerly=True)
+    args = compat.compile_arguments(model)
+    assert args["optimizer"] is adam and model.optimizer is not adam
+    assert args["loss"] == "mae" and args["run_eagerly"] is True and args["jit_compile"] is False
+
+
+def test_in_multi_worker_mode_is_false_on_one_process():
+    assert compat.in_multi_worker_mode(tf.distribute.get_strategy()) is False
+    assert compat.in_multi_worker_mode(tf.distribute.OneDeviceStrategy("/cpu:0")) is False
