@@ -10,6 +10,7 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 import keras_lottery as kl
 from conftest import tiny_config
+from keras_lottery.runner import tensorboard
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,9 @@ def test_summary_events_across_rounds(run):
     np.testing.assert_allclose([v for _, v in _scalars(acc, "ticket/percent_remaining")],
                                [r["percent_remaining"] for r in tickets], rtol=1e-6)
     assert [v for _, v in _scalars(acc, "ticket/early_stop_iteration")] == [r["early_stop_step"] for r in tickets]
+    np.testing.assert_allclose([v for _, v in _scalars(acc, "ticket/test_accuracy_final")],
+                               [r["test_accuracy_final"] for r in tickets], rtol=1e-6)
+    assert [v for _, v in _scalars(acc, "ticket/diverged")] == [0.0, 0.0, 0.0]
     assert [s for s, _ in _scalars(acc, "random_reinit/test_accuracy_at_early_stop")] == [1, 2]
     assert "accuracy_vs_sparsity" in tags
     assert acc.SummaryMetadata("accuracy_vs_sparsity").plugin_data.plugin_name == "images"
@@ -70,3 +74,52 @@ def test_summary_events_across_rounds(run):
     assert int(width) > 500 and png.startswith(b"\x89PNG")
     plugins = acc.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
     assert plugins, "hparams plugin data is missing"
+
+
+def test_branch_log_tags_every_metric_by_split_and_marks_divergence(tmp_path):
+    log = tensorboard.BranchLog(str(tmp_path))
+    log.record({"step": 5, "val_auc": 0.75, "val_mean_absolute_error": 1.5, "train_eval_loss": 0.25,
+                "train_loss": 0.5, "learning_rate": 0.01, "test_loss": float("nan"), "stopped": True})
+    log.diverged(7)
+    log.close()
+    acc = _events(str(tmp_path))
+    assert sorted(acc.Tags()["tensors"]) == ["diverged", "other/learning_rate", "train/loss",
+                                             "train_eval/loss", "val/auc", "val/mean_absolute_error"]
+    assert _scalars(acc, "val/auc") == [(5, 0.75)]
+    assert _scalars(acc, "train_eval/loss") == [(5, 0.25)]
+    assert _scalars(acc, "diverged") == [(7, 1.0)]
+    disabled = tensorboard.BranchLog(str(tmp_path / "worker"), enabled=False)
+    disabled.record({"step": 1, "val_loss": 1.0})
+    disabled.diverged(1)
+    assert not os.path.exists(tmp_path / "worker")
+
+
+def test_run_summary_of_another_metric_with_a_diverged_control(tmp_path):
+    metric = "mean_absolute_error"
+    rows = [
+        {"round": 0, "branch": "ticket", "percent_remaining": 100.0, "early_stop_step": 40,
+         f"test_{metric}_at_early_stop": 0.5, f"test_{metric}_final": 0.375},
+        {"round": 1, "branch": "ticket", "percent_remaining": 80.0, "early_stop_step": 60,
+         f"test_{metric}_at_early_stop": 0.25, f"test_{metric}_final": 0.125},
+        {"round": 1, "branch": "random_reinit", "percent_remaining": 80.0, "early_stop_step": 20,
+         f"test_{metric}_at_early_stop": 2.0, "diverged": True, "diverged_at_step": 30},
+    ]
+    hparams = {"learning_rate": 0.1, "classes": (1, 2), "name": None, "dropout": False}
+    tensorboard.write_run_summary(str(tmp_path), "regression_run", hparams, rows, metric=metric)
+    acc = _events(str(tmp_path))
+    assert _scalars(acc, f"ticket/test_{metric}_at_early_stop") == [(0, 0.5), (1, 0.25)]
+    assert _scalars(acc, f"ticket/test_{metric}_final") == [(0, 0.375), (1, 0.125)]
+    assert _scalars(acc, "ticket/diverged") == [(0, 0.0), (1, 0.0)]
+    assert _scalars(acc, "random_reinit/diverged") == [(1, 1.0)]
+    assert _scalars(acc, "random_reinit/early_stop_iteration") == [(1, 20.0)]
+    assert f"random_reinit/test_{metric}_final" not in acc.Tags()["tensors"]
+    assert acc.SummaryMetadata(f"{metric}_vs_sparsity").plugin_data.plugin_name == "images"
+    content = acc.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
+    info = hparams_metadata.parse_session_start_info_plugin_data(
+        content[hparams_metadata.SESSION_START_INFO_TAG])
+    assert info.group_name == "regression_run"
+    assert info.hparams["learning_rate"].number_value == 0.1
+    assert info.hparams["classes"].string_value == "(1, 2)"
+    assert info.hparams["dropout"].WhichOneof("kind") == "bool_value"
+    assert info.hparams["dropout"].bool_value is False
+    assert "name" not in info.hparams
