@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import keras_lottery as kl
 from conftest import tiny_config
 from keras_lottery import analysis
-from keras_lottery.runner import analyses as run_analysis, commands, search as driver
+from keras_lottery.runner import analyses as run_analysis, commands, early_bird
 from keras_lottery.files import read_npz
 from keras_lottery.runner.rundir import RunDir
 from keras_lottery.runner.loop_trainer import LotterySchedule
@@ -84,14 +84,14 @@ def test_early_bird_resumes_its_mask_window_after_an_interruption(tmp_path, fash
                            checkpoint_every=100, eb_every=20, eb_threshold=0.1)
 
     clean = kl.find_ticket(config("clean"), fashion_small).branch("ticket")[0]["early_bird"]
-    draw = driver._EarlyBird.draw
+    draw = early_bird.EarlyBird.draw
 
     def interrupted(self, step):
         if step == 260:  # after the checkpoint at step 200
             raise KeyboardInterrupt
         return draw(self, step)
 
-    monkeypatch.setattr(driver._EarlyBird, "draw", interrupted)
+    monkeypatch.setattr(early_bird.EarlyBird, "draw", interrupted)
     with pytest.raises(KeyboardInterrupt):
         kl.find_ticket(config("resumed"), fashion_small)
     monkeypatch.undo()
@@ -133,6 +133,24 @@ def test_compare_scopes_shares_the_dense_round(tmp_path, fashion, capsys):
     assert "global: % remaining" in capsys.readouterr().out
 
 
+def test_final_ticket_agreement_of_largest_weights():
+    rng = np.random.default_rng(3)
+    trained = {"a": rng.normal(size=(20, 10)), "b": rng.normal(size=(10, 4))}
+    alive = {"a": rng.random((20, 10)) < 0.9, "b": np.ones((10, 4), bool)}
+    # A final ticket made of each layer's largest alive weights agrees fully.
+    top = {"a": np.abs(trained["a"]) * alive["a"] >= np.sort((np.abs(trained["a"]) * alive["a"]).ravel())[-50],
+           "b": np.abs(trained["b"]) >= np.sort(np.abs(trained["b"]).ravel())[-8]}
+    overall, layers = run_analysis._final_ticket_agreement(trained, alive, top)
+    assert overall == 1.0 and layers == {"a": 1.0, "b": 1.0}
+    # Swapping 10 of layer a's 50 for pruned weights: 40 shared of 60.
+    swapped = top["a"].copy()
+    swapped.ravel()[np.flatnonzero(top["a"])[:10]] = False
+    swapped.ravel()[np.flatnonzero(~alive["a"])[:10]] = True
+    overall, layers = run_analysis._final_ticket_agreement(trained, alive, {"a": swapped, "b": top["b"]})
+    assert layers == {"a": pytest.approx(40 / 60), "b": 1.0}
+    assert overall == pytest.approx((40 + 8) / (60 + 8))
+
+
 def test_structure_report_compacts_dead_units_exactly():
     keras.utils.set_random_seed(0)
     x_in = keras.Input((12,))
@@ -162,14 +180,27 @@ def test_report_prints_every_analysis_and_logs_them(tmp_path, fashion_small, cap
     assert [m["round"] for m in analyses["movement"]] == [0, 1]
     first = analyses["movement"][0]
     assert first["survivors"] + first["pruned"] == sum(784 * 300 + 300 * 100 + 1000 for _ in [0])
-    assert [s["jaccard"] for s in analyses["stability"]] == pytest.approx([0.8004, 0.8004], abs=1e-3)
+    # Stability against the final ticket (round 2): round 1's largest weights are
+    # the final ticket by construction; round 0's agree far above chance, not fully.
+    stability = analyses["stability"]
+    assert analyses["final_round"] == 2 and [s["round"] for s in stability] == [0, 1]
+    assert stability[1]["jaccard"] == pytest.approx(1.0, abs=1e-4)
+    assert all(v == pytest.approx(1.0, abs=1e-4) for v in stability[1]["layers"].values())
+    kept = 1 - result.branch("ticket")[2]["sparsity_by_layer"]["fc1"]
+    chance = kept / (2 - kept)  # Jaccard of two random sets of the final ticket's size
+    assert chance + 0.1 < stability[0]["layers"]["fc1"] < 0.999
+    assert chance + 0.1 < stability[0]["jaccard"] < 0.999
     acc = EventAccumulator(os.path.join(result.run_dir, "analysis"))
     acc.Reload()
     tags = acc.Tags()["tensors"]
-    for tag in ("weight_movement/survivors", "weight_movement/pruned", "mask_stability/jaccard",
-                "train_vs_test/gap", "layer_sparsity/fc1"):
+    for tag in ("weight_movement/survivors", "weight_movement/pruned",
+                "mask_stability/jaccard_with_final_ticket", "mask_stability_by_layer/fc1",
+                "train_vs_test/train_accuracy_at_early_stop", "train_vs_test/gap", "layer_sparsity/fc1"):
         assert tag in tags, tag
     assert os.path.exists(os.path.join(result.run_dir, "analyses.png"))
+    with pytest.raises(ValueError, match=r"metric must be one of the run's test metrics "
+                                         r"\['accuracy', 'loss'\]. Received: metric='auc'"):
+        run_analysis.analyze(result.run_dir, metric="auc")
 
 
 def test_warmup_schedule_and_dropout_presets():

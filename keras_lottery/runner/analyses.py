@@ -2,23 +2,33 @@
 
 `analyze(run_dir)` reads a run's masks, weights and metrics and returns:
 
-- `train_test`: train vs test accuracy at the early-stop iteration per
-  round (the paper: training accuracy rises with pruning, the gap shrinks);
-- `stability`: Jaccard overlap and Hamming distance of consecutive rounds'
-  masks, and per-layer sparsity over rounds;
+- `train_test`: train (train-eval set) vs test metric at the early-stop
+  iteration per round (the paper: training accuracy rises with pruning,
+  the gap shrinks);
+- `stability`: how early the final ticket's weights are chosen: for each
+  earlier round, the Jaccard overlap of the final ticket with that round's
+  largest trained weights (as many per layer as the final ticket keeps),
+  over all layers and per layer; `layer_sparsity`: per-layer sparsity over
+  rounds;
 - `movement`: how far the weights that survive the next pruning moved in
   training, against those it removes (the paper: winners move the most);
 - `early_bird`: the Early-Bird step of the dense round, if it was tracked;
 - `structure`: whole neurons/filters left without weights in the last
   ticket, and the speed of the model with them physically removed.
 
-`write_summaries` puts the same numbers (and movement histograms) into
-TensorBoard under `RUN_DIR/analysis/`.
+This module only computes: `reports.format_report` and
+`reports.plot_analyses` present the result, and
+`tensorboard.write_analysis_summaries` logs it under `RUN_DIR/analysis/`.
+
+Why not consecutive rounds' masks: every round keeps a fixed share of the
+previous round's mask, so their overlap is that share by construction (and
+the overlap of nested masks is their density ratio). Comparing the final
+ticket with each round's largest *weights* asks instead whether pruning
+straight to the final sparsity from that round would have found it.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -28,7 +38,6 @@ import tensorflow as tf
 
 from keras_lottery import analysis
 from keras_lottery.export import strip
-from keras_lottery.files import atomic_open
 from keras_lottery.pruning import get_kernels, set_masks
 from keras_lottery.rewind import WeightSnapshot, restore_weights, snapshot_weights
 from keras_lottery.runner.rundir import TICKET, RunDir
@@ -41,42 +50,44 @@ def _kernels(model: keras.Model, snapshot: WeightSnapshot, dense_masks) -> dict[
     return get_kernels(model)
 
 
-def analyze(run_dir: str, structure_round: int | None = None) -> dict[str, Any]:
+def analyze(run_dir: str, structure_round: int | None = None,
+            metric: str = "accuracy") -> dict[str, Any]:
     """Every analysis of a run directory.
 
     Args:
         run_dir: a run directory with at least one completed round.
         structure_round: the round whose ticket the structured-sparsity
             report examines (default: the last completed round).
+        metric: the run's metric compared in `train_test` (a key of its
+            evaluation records without the split prefix: `accuracy`,
+            `auc`, `mean_absolute_error`...).
 
     Returns:
-        A dict with `train_test`, `stability`, `movement`, `early_bird`,
-        `structure` (see the module docstring) and `movement_values` (the
-        raw survivor/pruned arrays per round, for histograms).
+        A dict with `metric`, `train_test`, `final_round`, `stability`,
+        `layer_sparsity`, `movement`, `early_bird`, `structure` (see the
+        module docstring) and `movement_values` (the raw survivor/pruned
+        arrays per round, for histograms).
+
+    Raises:
+        FileNotFoundError: if no round is complete.
+        ValueError: if the run has no test `metric`.
+
+    Example:
+    >>> result = analyze("runs/lenet300_fashion_mnist_iterative_1a2b3c4d")
+    >>> [(row["round"], round(row["jaccard"], 3)) for row in result["stability"]]
     """
     run = RunDir.load(run_dir)
     tickets = {m["round"]: m for m in run.all_metrics() if m["branch"] == TICKET}
     rounds = sorted(tickets)
     if not rounds:
         raise FileNotFoundError(f"{run_dir} has no completed round yet.")
+    _check_metric(tickets[rounds[0]], metric)
     masks = {r: run.masks(r) for r in rounds}
+    final = rounds[-1]
     out: dict[str, Any] = {
-        "train_test": [
-            {
-                "round": r, "percent_remaining": tickets[r]["percent_remaining"],
-                "train_accuracy": tickets[r].get("train_eval_accuracy_at_early_stop"),
-                "test_accuracy": tickets[r]["test_accuracy_at_early_stop"],
-                "gap": (tickets[r]["train_eval_accuracy_at_early_stop"]
-                        - tickets[r]["test_accuracy_at_early_stop"])
-                if "train_eval_accuracy_at_early_stop" in tickets[r] else None,
-            }
-            for r in rounds
-        ],
-        "stability": [
-            {"from": a, "to": b, "jaccard": analysis.jaccard(masks[a], masks[b]),
-             "hamming": analysis.hamming(masks[a], masks[b])}
-            for a, b in zip(rounds, rounds[1:]) if b == a + 1
-        ],
+        "metric": metric,
+        "train_test": [_train_test(tickets[r], metric) for r in rounds],
+        "final_round": final,
         "layer_sparsity": {r: tickets[r]["sparsity_by_layer"] for r in rounds},
         "early_bird": tickets[rounds[0]].get("early_bird") if rounds[0] == 0 else None,
     }
@@ -85,15 +96,17 @@ def analyze(run_dir: str, structure_round: int | None = None) -> dict[str, Any]:
     dense = {k: np.ones_like(v) for k, v in masks[rounds[0]].items()}
     theta0 = snapshot_weights(model)
     rewind = run.rewind_point()
-    movement, values = [], {}
-    for r in rounds:
+    stability, movement, values = [], [], {}
+    for r in rounds[:-1]:
+        trained = _kernels(model, run.weights(r), dense)
+        jaccard, layers = _final_ticket_agreement(trained, masks[r], masks[final])
+        stability.append({"round": r, "percent_remaining": tickets[r]["percent_remaining"],
+                          "jaccard": jaccard, "layers": layers})
         if r + 1 not in masks or run.config.masks_from is not None:
             continue
         start = theta0 if r == 0 or rewind is None else rewind
-        moved = analysis.weight_movement(
-            _kernels(model, start, dense), _kernels(model, run.weights(r), dense),
-            masks[r], masks[r + 1],
-        )
+        moved = analysis.weight_movement(_kernels(model, start, dense), trained,
+                                         masks[r], masks[r + 1])
         values[r] = moved
         survivors, pruned = moved["survivors"], moved["pruned"]
         movement.append({
@@ -101,14 +114,60 @@ def analyze(run_dir: str, structure_round: int | None = None) -> dict[str, Any]:
             "mean_survivors": float(survivors.mean()), "mean_pruned": float(pruned.mean()),
             "ratio": float(survivors.mean() / pruned.mean()) if pruned.mean() else float("inf"),
         })
+    out["stability"] = stability
     out["movement"] = movement
     out["movement_values"] = values
 
-    last = structure_round if structure_round is not None else rounds[-1]
+    last = structure_round if structure_round is not None else final
     set_masks(model, masks[last])
     restore_weights(model, run.weights(last))
     out["structure"] = structure_report(model, last)
     return out
+
+
+def _check_metric(row: dict[str, Any], metric: str) -> None:
+    """Raises unless the branch row has the test `metric` at early stop."""
+    if f"test_{metric}_at_early_stop" in row:
+        return
+    prefix, suffix = "test_", "_at_early_stop"
+    available = sorted(k[len(prefix):-len(suffix)] for k in row
+                       if k.startswith(prefix) and k.endswith(suffix))
+    raise ValueError(f"metric must be one of the run's test metrics {available}. "
+                     f"Received: metric={metric!r}")
+
+
+def _train_test(row: dict[str, Any], metric: str) -> dict[str, Any]:
+    """Train-eval vs test `metric` at early stop of one ticket row."""
+    train = row.get(f"train_eval_{metric}_at_early_stop")
+    test = row[f"test_{metric}_at_early_stop"]
+    return {"round": row["round"], "percent_remaining": row["percent_remaining"],
+            f"train_{metric}": train, f"test_{metric}": test,
+            "gap": None if train is None else train - test}
+
+
+def _largest(kernel: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
+    """Boolean mask of the `k` largest |kernel| entries alive in `mask`."""
+    magnitude = np.where(np.asarray(mask) != 0, np.abs(kernel), -1.0).ravel()
+    keep = np.zeros(magnitude.size, dtype=bool)
+    if k:
+        keep[np.argpartition(magnitude, magnitude.size - k)[magnitude.size - k:]] = True
+    return keep.reshape(np.shape(kernel))
+
+
+def _final_ticket_agreement(trained: dict[str, np.ndarray], mask: dict[str, np.ndarray],
+                            final: dict[str, np.ndarray]) -> tuple[float, dict[str, float]]:
+    """Jaccard of the final ticket with a round's largest trained weights.
+
+    In each layer the round keeps as many of its largest weights as the
+    final ticket has there; the overlap is over all layers together and
+    per layer.
+
+    Returns:
+        `(overall, {kernel name: per-layer})`.
+    """
+    chosen = {k: _largest(trained[k], mask[k], int(np.count_nonzero(final[k]))) for k in final}
+    layers = {k: analysis.jaccard({k: chosen[k]}, {k: final[k]}) for k in final}
+    return analysis.jaccard(chosen, final), layers
 
 
 def structure_report(model: keras.Model, round_index: int = 0) -> dict[str, Any]:
@@ -191,109 +250,3 @@ def _compact_dense_head(model: keras.Model):
         x = dense(x)
         dense.set_weights([kernel, bias])
     return keras.Model(model.input, x), before, after
-
-
-def write_summaries(run_dir: str, result: dict[str, Any]) -> str:
-    """Writes the analyses to TensorBoard under `RUN_DIR/analysis/`."""
-    logdir = os.path.join(run_dir, "analysis")
-    writer = tf.summary.create_file_writer(logdir)
-    with writer.as_default():
-        for row in result["train_test"]:
-            if row["train_accuracy"] is not None:
-                tf.summary.scalar("train_vs_test/train_accuracy_at_early_stop", row["train_accuracy"], step=row["round"])
-                tf.summary.scalar("train_vs_test/test_accuracy_at_early_stop", row["test_accuracy"], step=row["round"])
-                tf.summary.scalar("train_vs_test/gap", row["gap"], step=row["round"])
-        for row in result["stability"]:
-            tf.summary.scalar("mask_stability/jaccard", row["jaccard"], step=row["to"])
-            tf.summary.scalar("mask_stability/hamming", row["hamming"], step=row["to"])
-        for r, layers in result["layer_sparsity"].items():
-            for name, value in layers.items():
-                tf.summary.scalar(f"layer_sparsity/{name}", value, step=int(r))
-        for row in result["movement"]:
-            values = result["movement_values"][row["round"]]
-            tf.summary.histogram("weight_movement/survivors", values["survivors"], step=row["round"])
-            tf.summary.histogram("weight_movement/pruned", values["pruned"], step=row["round"])
-            tf.summary.scalar("weight_movement/ratio_of_means", row["ratio"], step=row["round"])
-        bird = result["early_bird"]
-        if bird and bird.get("step") is not None:
-            tf.summary.scalar("early_bird/step", bird["step"], step=0)
-        compact = result["structure"]["compacted"]
-        if compact:
-            tf.summary.scalar("structure/compacted_speedup", compact["speedup"], step=result["structure"]["round"])
-    writer.close()
-    return logdir
-
-
-def format_report(result: dict[str, Any], steps: int) -> str:
-    """The analyses as text sections for `keras-lottery report`."""
-    lines = ["", "train vs test accuracy at early stop (round, % remaining, train, test, gap):"]
-    for row in result["train_test"]:
-        if row["train_accuracy"] is None:
-            lines.append(f"  {row['round']:>3}  {row['percent_remaining']:6.1f}%  (no train-eval set)")
-        else:
-            lines.append(f"  {row['round']:>3}  {row['percent_remaining']:6.1f}%  {row['train_accuracy']:.4f}  "
-                         f"{row['test_accuracy']:.4f}  {row['gap']:+.4f}")
-    lines += ["", "mask stability between consecutive rounds (Jaccard of kept weights, Hamming):"]
-    lines += [f"  {r['from']:>3} -> {r['to']:<3} {r['jaccard']:.4f}  {r['hamming']:.4f}" for r in result["stability"]]
-    names = sorted({n for layers in result["layer_sparsity"].values() for n in layers})
-    lines += ["", "per-layer sparsity by round: " + ", ".join(names)]
-    for r, layers in sorted(result["layer_sparsity"].items()):
-        lines.append(f"  {r:>3}  " + "  ".join(f"{layers[n]:.3f}" for n in names))
-    lines += ["", "weight movement |θ_final − θ_init| (round: survivors mean, pruned mean, ratio):"]
-    lines += [f"  {m['round']:>3}  {m['mean_survivors']:.4f} ({m['survivors']})  "
-              f"{m['mean_pruned']:.4f} ({m['pruned']})  {m['ratio']:.2f}x" for m in result["movement"]]
-    bird = result["early_bird"]
-    if bird:
-        if bird["step"] is None:
-            lines += ["", f"Early-Bird: masks never settled (drawn every {bird['every']} steps)."]
-        else:
-            lines += ["", f"Early-Bird: mask settled at step {bird['step']} of {steps} "
-                          f"({100 * (1 - bird['step'] / steps):.0f}% of dense training "
-                          f"{'saved' if bird['stopped'] else 'could be saved'})."]
-    structure = result["structure"]
-    lines += ["", f"structured sparsity of round {structure['round']} (dead units / units):"]
-    lines += [f"  {name}: {v['dead']} / {v['units']}" for name, v in structure["layers"].items()]
-    compact = structure["compacted"]
-    if compact:
-        lines.append(
-            f"  compacted fc head: {compact['units_before']} -> {compact['units_after']} hidden units, "
-            f"forward pass of 1000 examples {compact['ms_ticket']:.2f} ms -> {compact['ms_compacted']:.2f} ms "
-            f"({compact['speedup']:.2f}x; max output difference {compact['max_abs_diff']:.1e})")
-    return "\n".join(lines)
-
-
-def plot(result: dict[str, Any], path: str) -> str:
-    """Weight-movement histograms and per-layer sparsity over rounds (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, (move_ax, layer_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    shown = sorted(result["movement_values"])[:1] + sorted(result["movement_values"])[-1:]
-    for r in dict.fromkeys(shown):
-        values = result["movement_values"][r]
-        top = max(values["survivors"].max(), values["pruned"].max())
-        bins = np.linspace(0, top, 60)
-        move_ax.hist(values["pruned"], bins, alpha=0.5, density=True, label=f"round {r}: pruned next")
-        move_ax.hist(values["survivors"], bins, alpha=0.5, density=True, label=f"round {r}: survive")
-    move_ax.set_xlabel("|θ_final − θ_init|")
-    move_ax.set_ylabel("density")
-    move_ax.set_yscale("log")
-    move_ax.legend(fontsize=8)
-    move_ax.set_title("weight movement in training")
-    rounds = sorted(result["layer_sparsity"])
-    for name in sorted({n for layers in result["layer_sparsity"].values() for n in layers}):
-        layer_ax.plot(rounds, [100 * (1 - result["layer_sparsity"][r][name]) for r in rounds],
-                      "o-", markersize=3, label=name)
-    layer_ax.set_yscale("log")
-    layer_ax.set_xlabel("round")
-    layer_ax.set_ylabel("percent of layer's weights remaining")
-    layer_ax.set_title("per-layer density over rounds")
-    layer_ax.legend(fontsize=8)
-    layer_ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
-    return path
