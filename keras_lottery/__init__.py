@@ -1,21 +1,26 @@
-"""keras-lottery: find lottery tickets (sparse trainable subnetworks) in Keras 3."""
+"""keras-lottery: find lottery tickets (sparse trainable subnetworks) in Keras 3.
 
+Two halves. The library a Keras user imports: `MaskedLayer` and
+`prunable` (masked_layer), the mask math (mask_math), pruning a model
+(pruning), rewinding (rewind), leaving keras-lottery (export) and the
+analyses (analysis). The experiment runner (`keras_lottery.runner`): the
+lottery search (`LotterySearch` for a model of your own, `find_ticket`
+for the presets), training, run directories, TensorBoard, reports and the
+`keras-lottery` command line.
+"""
+
+# The library.
 from keras_lottery import analysis
-from keras_lottery.runner import data, models
-from keras_lottery.runner.config import PRESETS, LotteryConfig
-from keras_lottery.runner.data import Dataset, DatasetNotFoundError
-from keras_lottery.runner.distribute import WorkerFailedError, local_cluster, make_strategy
-from keras_lottery.runner.search import LotteryResult, find_ticket
 from keras_lottery.export import TicketSize, save_ticket, strip
-from keras_lottery.masked_layer import MaskedLayer, prunable
-from keras_lottery.masked_layer import register_prunable
 from keras_lottery.mask_math import (
+    SCOPES,
     global_magnitude_masks,
     layerwise_magnitude_masks,
     mask_overlap,
     permuted_masks,
     random_masks,
 )
+from keras_lottery.masked_layer import MaskedLayer, masked_layers, prunable, register_prunable
 from keras_lottery.pruning import (
     get_kernels,
     get_masks,
@@ -33,4 +38,16 @@ from keras_lottery.rewind import (
     snapshot_weights,
 )
 
-__version__ = "0.1.0"
+# The experiment runner.
+from keras_lottery.runner import data, models
+from keras_lottery.runner.branches import CONTROLS, BranchStart, control
+from keras_lottery.runner.config import PRESETS, LotteryConfig
+from keras_lottery.runner.data import Dataset, DatasetNotFoundError
+from keras_lottery.runner.distribute import WorkerFailedError, local_cluster, make_strategy
+from keras_lottery.runner.engine import LotteryResult
+from keras_lottery.runner.errors import BranchFailedError, DivergedError, MonitorError
+from keras_lottery.runner.lock import RunLockedError
+from keras_lottery.runner.presets import find_ticket
+from keras_lottery.runner.search import LotterySearch
+
+__version__ = "0.2.0"

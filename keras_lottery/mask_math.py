@@ -15,7 +15,7 @@ are pruned first), so the number of pruned weights is exact.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -101,6 +101,15 @@ def _magnitude_masks(
         new.update(_prune_smallest({n: weights[n] for n in pool}, {n: alive[n] for n in pool},
                                    fraction))
     return _finish(new, alive, weights)
+
+
+# The pruning scopes: name -> function(weights, masks, fraction, rates) that
+# returns the new masks. A new scope is one function and one entry here; the
+# config, the CLI, `prune_by_magnitude` and the Early-Bird draw all read it.
+SCOPES: dict[str, Callable[..., dict[str, np.ndarray]]] = {
+    "global": global_magnitude_masks,
+    "layerwise": layerwise_magnitude_masks,
+}
 
 
 def random_masks(

@@ -61,6 +61,38 @@ def get_masks(model: keras.Model) -> dict[str, np.ndarray]:
     }
 
 
+def align_masks(model: keras.Model, masks: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Masks keyed for `model`, when they were stored under other layer names.
+
+    Layers named automatically (`dense`, `dense_1`...) get other names when
+    the same architecture is built again in one process. Masks whose keys
+    are the model's are returned as they are; masks of the same kernels in
+    the same order under other names are renamed in that order.
+
+    Args:
+        model: a model with `MaskedLayer`s.
+        masks: mask key -> mask, e.g. read from a run directory.
+
+    Returns:
+        The masks keyed like `get_masks(model)`.
+
+    Raises:
+        ValueError: if the masks do not fit the model's kernels.
+    """
+    shapes = {key: tuple(wrapper.masks[i].shape) for key, wrapper, i in _slots(model)}
+    if set(masks) == set(shapes):
+        return dict(masks)
+    stored = list(masks.items())
+    if len(stored) != len(shapes) or any(
+            np.shape(value) != shape for (_, value), shape in zip(stored, shapes.values())):
+        raise ValueError(
+            "The masks do not fit the model: they cover "
+            f"{[(k, np.shape(v)) for k, v in stored]} but the model's prunable kernels are "
+            f"{list(shapes.items())}."
+        )
+    return {key: value for key, (_, value) in zip(shapes, stored)}
+
+
 def get_kernels(model: keras.Model) -> dict[str, np.ndarray]:
     """The model's prunable kernels as NumPy arrays, keyed like `get_masks()`.
 

@@ -10,7 +10,7 @@ import pytest
 import keras_lottery as kl
 from conftest import tiny_config
 from keras_lottery.files import read_npz
-from keras_lottery.runner.loop_trainer import early_stop
+from keras_lottery.runner.early_stop import early_stop
 
 
 def _by(result, branch):
@@ -47,7 +47,7 @@ def test_random_prune_control_uses_a_different_mask_with_same_layer_counts(tmp_p
     config = tiny_config(tmp_path, rounds=1, controls=("random_prune",))
     result = kl.find_ticket(config, fashion_small)
     ticket = read_npz(os.path.join(result.run_dir, "round_01", "masks.npz"))
-    shuffled = kl.permuted_masks(ticket, seed=kl.runner.search._seed(config.seed, 1, 0))
+    shuffled = kl.permuted_masks(ticket, seed=kl.runner.engine.branch_seed(config.seed, 1, 0))
     assert kl.mask_overlap(ticket, shuffled) < 0.8
     assert {k: int(v.sum()) for k, v in shuffled.items()} == {k: int(v.sum()) for k, v in ticket.items()}
 
@@ -125,8 +125,10 @@ def test_config_mismatch_in_an_existing_directory_is_an_error(tmp_path, fashion_
 
 def test_no_partial_files_are_left_behind(tmp_path, fashion_small):
     result = kl.find_ticket(tiny_config(tmp_path, rounds=1, checkpoint_every=20), fashion_small)
-    leftovers = glob.glob(os.path.join(result.run_dir, "**", "*.tmp"), recursive=True)
-    leftovers += glob.glob(os.path.join(result.run_dir, "**", "checkpoint.npz"), recursive=True)
+    leftovers = glob.glob(os.path.join(result.run_dir, "**", "*.tmp"), recursive=True,
+                          include_hidden=True)
+    leftovers += glob.glob(os.path.join(result.run_dir, "**", "checkpoint*.npz"), recursive=True)
+    leftovers += glob.glob(os.path.join(result.run_dir, "lock"))
     assert leftovers == []
 
 

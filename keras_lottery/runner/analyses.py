@@ -40,6 +40,7 @@ from keras_lottery import analysis
 from keras_lottery.export import strip
 from keras_lottery.pruning import get_kernels, set_masks
 from keras_lottery.rewind import WeightSnapshot, restore_weights, snapshot_weights
+from keras_lottery.runner.rebuild import masked_model
 from keras_lottery.runner.rundir import TICKET, RunDir
 
 
@@ -92,7 +93,7 @@ def analyze(run_dir: str, structure_round: int | None = None,
         "early_bird": tickets[rounds[0]].get("early_bird") if rounds[0] == 0 else None,
     }
 
-    model = run.build_model()
+    model = masked_model(run)
     dense = {k: np.ones_like(v) for k, v in masks[rounds[0]].items()}
     theta0 = snapshot_weights(model)
     rewind = run.rewind_point()

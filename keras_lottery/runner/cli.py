@@ -1,6 +1,7 @@
 """The `keras-lottery` command line: run, report, export, presets.
 
     keras-lottery run --preset lenet300 --dataset fashion_mnist --steps 2000 --rounds 3
+    keras-lottery run --model mypkg.nets:build --data mypkg.data:load --rounds 3 --steps 300
     keras-lottery report runs/lenet300_fashion_mnist_iterative_1a2b3c4d
     keras-lottery export runs/lenet300_... --round 3 ticket_out
     keras-lottery transfer runs/lenet300_... --round 3 --dataset mnist
@@ -26,6 +27,8 @@ from keras_lottery.runner.config import (
     CONTROLS,
     DATASETS,
     MODES,
+    MONITOR_MODES,
+    ON_DIVERGENCE,
     OPTIMIZERS,
     PRESETS,
     SCOPES,
@@ -34,11 +37,20 @@ from keras_lottery.runner.config import (
 )
 
 _CHOICES = {
-    "dataset": DATASETS, "mode": MODES, "scope": SCOPES, "optimizer": OPTIMIZERS,
-    "strategy": STRATEGIES,
+    "dataset": DATASETS, "mode": MODES, "scope": tuple(SCOPES), "optimizer": OPTIMIZERS,
+    "strategy": STRATEGIES, "monitor_mode": MONITOR_MODES, "on_divergence": ON_DIVERGENCE,
 }
+_HIDDEN = ("architecture",)  # set by the search, not by hand
 _HELP = {
-    "model": "architecture: lenet300, conv2, conv4, conv6, vgg19, resnet20",
+    "model": "a preset architecture (lenet300, conv2, conv4, conv6, vgg19, resnet20) or your "
+             "own: module:function returning a compiled Keras model",
+    "data": "with --model module:function: module:function returning (train, validation) or "
+            "(train, validation, test), each a tf.data.Dataset of (inputs, targets) batches "
+            "or a NumPy (x, y) pair",
+    "monitor": "evaluation key early stopping follows, e.g. val_loss, val_auc",
+    "monitor_mode": "min, max, or auto (max for accuracy/auc/precision/recall-like keys)",
+    "on_divergence": "continue (a NaN/inf branch is recorded as diverged, the run goes on) "
+                     "or stop",
     "sparsities": "one-shot targets, percent of weights REMAINING, e.g. 50,20,10",
     "rates": "per-layer pruning rates, e.g. output=0.1,conv1=0.1",
     "ignore": "layers never pruned, e.g. output,stage2_block0_shortcut",
@@ -104,6 +116,8 @@ def _parse_bool(text: str) -> bool:
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(LotteryConfig)
     for field in dataclasses.fields(LotteryConfig):
+        if field.name in _HIDDEN:
+            continue
         hint, kwargs = hints[field.name], {}
         if field.name == "rates":
             kwargs["type"] = _parse_rates
@@ -204,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from keras_lottery.runner import commands
     from keras_lottery.runner.data import DatasetNotFoundError
     from keras_lottery.runner.distribute import WorkerFailedError
+    from keras_lottery.runner.errors import BranchFailedError, DivergedError
+    from keras_lottery.runner.lock import RunLockedError
 
     try:
         if args.command == "run":
@@ -218,10 +234,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             commands.transfer(args.run_dir, args.round, args.dataset, args.classes, **overrides)
         else:
             commands.export(args.run_dir, args.round, args.out)
-    except (ValueError, FileNotFoundError, DatasetNotFoundError, WorkerFailedError) as error:
+    except (ValueError, FileNotFoundError, DatasetNotFoundError, WorkerFailedError,
+            BranchFailedError, DivergedError, RunLockedError) as error:
         if os.environ.get("KERAS_LOTTERY_TRACEBACK"):
             raise
-        return _fail(_flagged(error) if isinstance(error, ValueError) else str(error))
+        text = _flagged(error) if isinstance(error, ValueError) else str(error)
+        return _fail(" ".join(text.split()))
     return 0
 
 

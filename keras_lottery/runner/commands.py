@@ -7,21 +7,55 @@ import os
 
 from typing import Any
 
-from keras_lottery.runner import reports as report_lib
-from keras_lottery.runner import analyses as run_analysis
-from keras_lottery.runner.config import LotteryConfig
-from keras_lottery.runner.search import LotteryResult, find_ticket
 from keras_lottery.export import TicketSize, save_ticket
-from keras_lottery.pruning import set_masks
-from keras_lottery.rewind import restore_weights
+from keras_lottery.runner import analyses as run_analysis
+from keras_lottery.runner import reports as report_lib
+from keras_lottery.runner import tensorboard
+from keras_lottery.runner.config import LotteryConfig
+from keras_lottery.runner.engine import LotteryResult
+from keras_lottery.runner.presets import find_ticket
+from keras_lottery.runner.rebuild import import_object, load_ticket
 from keras_lottery.runner.rundir import RunDir
+from keras_lottery.runner.search import LotterySearch
+
+# LotteryConfig fields that LotterySearch takes as they are.
+_SEARCH_ARGS = ("mode", "rounds", "prune_fraction", "sparsities", "scope", "rates", "ignore",
+                "rewind_step", "controls", "monitor", "monitor_mode", "on_divergence",
+                "eb_every", "eb_threshold", "eb_window", "eb_stop", "masks_from", "seed",
+                "logdir", "name", "checkpoint_every", "verbose")
 
 
 def run(config: LotteryConfig) -> LotteryResult:
-    """`keras-lottery run`: runs (or resumes) the lottery procedure."""
-    if config.verbose:
-        print(f"run directory: {os.path.join(config.logdir, config.run_name)}")
-    return find_ticket(config)
+    """`keras-lottery run`: runs (or resumes) the lottery procedure.
+
+    A preset trains through `find_ticket`; a model of your own
+    (`model="module:function"`, `data="module:function"`) through
+    `LotterySearch`, with the data function's `(train, validation[, test])`.
+    """
+    if config.is_preset_model:
+        if config.verbose:
+            print(f"run directory: {os.path.join(config.logdir, config.run_name)}")
+        return find_ticket(config)
+    return search_user_model(config)
+
+
+def search_user_model(config: LotteryConfig) -> LotteryResult:
+    """Imports a user's model and data functions and searches them."""
+    build = import_object(config.model, "model")
+    data_path = config.data.partition("#")[0]
+    splits = import_object(data_path, "data")()
+    if not isinstance(splits, (tuple, list)) or len(splits) not in (2, 3):
+        raise ValueError(
+            f"--data {data_path} must return (train, validation) or (train, validation, test). "
+            f"Received: {type(splits).__name__}"
+            + (f" of {len(splits)} items" if isinstance(splits, (tuple, list)) else "")
+        )
+    train, validation, test = (*splits, None)[:3]
+    settings = {k: getattr(config, k) for k in _SEARCH_ARGS}
+    strategy = None if config.strategy == "default" else config.strategy
+    search = LotterySearch(build, strategy=strategy, **settings)
+    return search.fit(train, validation, test, steps=config.steps, eval_every=config.eval_every,
+                      batch_size=config.batch_size, data_name=data_path)
 
 
 def report(run_dir: str, out: str | None = None) -> dict[str, Any]:
@@ -38,30 +72,20 @@ def report(run_dir: str, out: str | None = None) -> dict[str, Any]:
     rows = run.all_metrics()
     if not rows:
         raise FileNotFoundError(f"{run_dir} has no completed round yet.")
-    print(report_lib.table(rows))
-    result = run_analysis.analyze(run_dir)
-    print(run_analysis.format_report(result, run.config.steps))
-    out = out or os.path.join(run_dir, "accuracy_vs_sparsity.png")
-    report_lib.plot(rows, out, title=run.config.run_name)
-    figure = run_analysis.plot(result, os.path.join(run_dir, "analyses.png"))
-    events = run_analysis.write_summaries(run_dir, result)
+    metric = run.metric
+    print(report_lib.table(rows, metric=metric))
+    out = out or os.path.join(run_dir, f"{metric}_vs_sparsity.png")
+    report_lib.plot(rows, out, title=run.config.run_name, metric=metric)
+    try:
+        result = run_analysis.analyze(run_dir, metric=metric)
+    except ValueError as error:  # e.g. a model of your own that cannot be rebuilt here
+        print(f"\nanalyses skipped: {error}\nplot: {out}")
+        return {}
+    print(report_lib.format_report(result, run.config.steps))
+    figure = report_lib.plot_analyses(result, os.path.join(run_dir, "analyses.png"))
+    events = tensorboard.write_analysis_summaries(run_dir, result)
     print(f"\nplots: {out}, {figure}\nTensorBoard: {events}")
     return result
-
-
-def load_ticket(run_dir: str, round_index: int):
-    """Rebuilds the masked model of a completed round, trained weights in."""
-    run = RunDir.load(run_dir)
-    done = run.completed_rounds()
-    if round_index not in done:
-        raise ValueError(
-            f"round must be a completed round of {run_dir}. "
-            f"Received: round={round_index}; completed: {done}"
-        )
-    model = run.build_model()
-    set_masks(model, run.masks(round_index))
-    restore_weights(model, run.weights(round_index))
-    return model
 
 
 def export(run_dir: str, round_index: int, out: str) -> list[TicketSize]:

@@ -3,8 +3,15 @@
 A run is described entirely by its config (and the data): the run directory
 is named after a hash of the config, so the same experiment lands in the
 same place and resumes there. Presets carry the paper's hyperparameters
-(Frankle & Carbin, ICLR 2019, Figure 2 and Appendices G-I; see
-`shared/PAPER.md`); every field can be overridden.
+(Frankle & Carbin, ICLR 2019, Figure 2 and Appendices G-I); every field
+can be overridden.
+
+The same config describes a search on a model of your own: `model` is then
+the import path of the function that builds it (`"mypkg.nets:build"`) and
+`data` the import path of the function that loads its data (or a
+description of data passed from Python); the preset-only fields (optimizer,
+learning rate, dataset, augmentation...) do not apply, since the model comes
+compiled.
 """
 
 from __future__ import annotations
@@ -16,9 +23,12 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from keras_lottery.mask_math import SCOPES
+from keras_lottery.runner.branches import CONTROLS
+
 MODES = ("iterative", "oneshot")
-SCOPES = ("global", "layerwise")
-CONTROLS = ("random_reinit", "random_prune", "lr_rewind")
+MONITOR_MODES = ("auto", "min", "max")
+ON_DIVERGENCE = ("continue", "stop")
 OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
@@ -27,7 +37,12 @@ DATASETS = ("mnist", "fashion_mnist", "cifar10")
 # not change what a round computes. `rounds` and `controls` are among them so
 # that asking for more rounds or another control extends an existing run.
 _NOT_HASHED = ("logdir", "data_dir", "strategy", "verbose", "name", "checkpoint_every",
-               "rounds", "controls")
+               "rounds", "controls", "on_divergence")
+# Fields that only a preset's recipe uses: a model of your own comes compiled
+# with its own optimizer, and brings its own data.
+PRESET_ONLY = ("dataset", "optimizer", "learning_rate", "momentum", "weight_decay",
+               "lr_milestones", "lr_gamma", "warmup_steps", "train_eval_examples", "dropout",
+               "augment", "validation", "classes", "data_dir")
 
 
 @dataclasses.dataclass
@@ -82,6 +97,15 @@ class LotteryConfig:
         eb_window: number of consecutive settled masks required.
         eb_stop: stop the dense round at the Early-Bird step and prune from
             the weights there.
+        monitor: the evaluation key early stopping follows (`"val_loss"`,
+            `"val_auc"`, `"val_mean_absolute_error"`...).
+        monitor_mode: `"min"`, `"max"`, or `"auto"` (max for accuracy-like
+            metrics: accuracy, auc, precision, recall, f1, iou, r2; else min).
+        on_divergence: what a branch whose loss becomes NaN or infinite
+            does to the run: `"continue"` (it is stopped and recorded as
+            diverged, the run goes on; a diverged ticket passes its last
+            finite weights to the next round) or `"stop"` (the same, then
+            the run stops with `DivergedError`).
         seed: seed of initialization, data order, and controls.
         strategy: `"default"`, `"mirrored"`, `"multiworker"` or `"tpu"`.
         logdir: parent directory of run directories.
@@ -94,6 +118,8 @@ class LotteryConfig:
 
     model: str = "lenet300"
     dataset: str = "mnist"
+    data: str | None = None
+    architecture: str | None = None
     mode: str = "iterative"
     rounds: int = 5
     prune_fraction: float = 0.2
@@ -123,6 +149,9 @@ class LotteryConfig:
     eb_threshold: float = 0.1
     eb_window: int = 5
     eb_stop: bool = False
+    monitor: str = "val_loss"
+    monitor_mode: str = "auto"
+    on_divergence: str = "continue"
     seed: int = 0
     strategy: str = "default"
     logdir: str = "runs"
@@ -198,9 +227,25 @@ class LotteryConfig:
         return hashlib.sha256(blob).hexdigest()[:8]
 
     @property
+    def is_preset_model(self) -> bool:
+        """Whether `model` names a preset architecture (not a model of your own)."""
+        return not is_import_path(self.model)
+
+    @property
     def run_name(self) -> str:
-        """The run directory's name: `name`, or model_dataset_mode_hash."""
-        return self.name or f"{self.model}_{self.dataset}_{self.mode}_{self.run_hash()}"
+        """The run directory's name: `name`, or model_data_mode_hash."""
+        if self.name:
+            return self.name
+        if self.is_preset_model:
+            return f"{self.model}_{self.dataset}_{self.mode}_{self.run_hash()}"
+        return f"{_short(self.model)}_{_short(self.data or 'data')}_{self.mode}_{self.run_hash()}"
+
+    @property
+    def maximize(self) -> bool:
+        """Whether a larger `monitor` value is better."""
+        if self.monitor_mode != "auto":
+            return self.monitor_mode == "max"
+        return monitor_is_maximized(self.monitor)
 
     def round_fraction(self, layer_rate: float, target_remaining: float) -> float:
         """One-shot fraction for a layer pruned at `layer_rate` per round.
@@ -216,8 +261,35 @@ class LotteryConfig:
         """Raises ValueError naming the first invalid field."""
         from keras_lottery.runner.models import ARCHITECTURES
 
-        _choice("model", self.model, tuple(ARCHITECTURES))
+        if self.is_preset_model:
+            if self.model not in ARCHITECTURES:
+                raise ValueError(
+                    f"model must be one of {sorted(ARCHITECTURES)} or the import path "
+                    "'module:function' of a function returning a compiled Keras model. "
+                    f"Received: model={self.model!r}"
+                )
+            if self.data is not None:
+                raise ValueError(
+                    "data goes with a model of your own (model='module:function'); a "
+                    f"preset model trains on dataset=... Received: model={self.model!r}, "
+                    f"data={self.data!r}"
+                )
+        else:
+            if self.data is None:
+                raise ValueError(
+                    "A model of your own needs its data: data='module:function' (a "
+                    "function returning (train, validation) or (train, validation, test)). "
+                    f"Received: model={self.model!r}, data=None"
+                )
+            self._check_no_preset_fields()
         _choice("dataset", self.dataset, DATASETS)
+        _choice("monitor_mode", self.monitor_mode, MONITOR_MODES)
+        _choice("on_divergence", self.on_divergence, ON_DIVERGENCE)
+        if not isinstance(self.monitor, str) or not self.monitor:
+            raise ValueError(
+                "monitor must be an evaluation key such as 'val_loss' or 'val_auc'. "
+                f"Received: monitor={self.monitor!r}"
+            )
         _choice("mode", self.mode, MODES)
         _choice("scope", self.scope, SCOPES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -279,6 +351,58 @@ class LotteryConfig:
                 raise ValueError("mode='oneshot' needs prune_fraction > 0.")
         if self.verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2. Received: verbose={self.verbose}")
+
+
+    def _check_no_preset_fields(self) -> None:
+        defaults = {f.name: f for f in dataclasses.fields(self)}
+        given = []
+        for name in PRESET_ONLY:
+            field = defaults[name]
+            default = (field.default_factory() if field.default is dataclasses.MISSING
+                       else field.default)
+            value = getattr(self, name)
+            if (list(value) if isinstance(value, tuple) else value) != (
+                    list(default) if isinstance(default, tuple) else default):
+                given.append(name)
+        if given:
+            raise ValueError(
+                f"{given[0]} is part of a preset's recipe and does not apply to a model of "
+                "your own, which comes compiled with its own optimizer and brings its own "
+                f"data. Received: model={self.model!r} with {given}"
+            )
+
+
+def is_import_path(text: str) -> bool:
+    """Whether `text` is `"module:function"` (or `"python:<name>"`).
+
+    Example:
+    >>> is_import_path("mypkg.nets:build"), is_import_path("lenet300")
+    (True, False)
+    """
+    module, sep, attr = str(text).partition(":")
+    return bool(sep and module and attr)
+
+
+def _short(path: str) -> str:
+    """The function name of an import path, safe for a directory name."""
+    name = path.rpartition(":")[2].rpartition(".")[2]
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name).strip("_") or "model"
+
+
+_MAXIMIZED = ("acc", "auc", "precision", "recall", "f1", "iou", "r2", "top_k", "cosine")
+
+
+def monitor_is_maximized(monitor: str) -> bool:
+    """Whether a larger value of the evaluation key `monitor` is better.
+
+    Example:
+    >>> monitor_is_maximized("val_auc"), monitor_is_maximized("val_mean_absolute_error")
+    (True, False)
+    """
+    name = monitor.lower()
+    if "loss" in name or "error" in name:
+        return False
+    return any(part in name for part in _MAXIMIZED)
 
 
 def _choice(name: str, value: Any, accepted: tuple[str, ...]) -> None:

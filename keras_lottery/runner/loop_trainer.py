@@ -1,4 +1,4 @@
-"""Training one branch of a lottery run: a custom `tf.distribute` loop.
+"""Training one branch of a preset run: a custom `tf.distribute` loop.
 
 One loop serves every strategy (default, Mirrored, MultiWorkerMirrored):
 each step runs the model on the replica's share of the global batch under
@@ -7,6 +7,11 @@ Keras optimizer all-reduce the gradients. (`model.fit` is not used because
 it fails under MultiWorkerMirroredStrategy in Keras 3.15.) Evaluation runs
 locally on every worker over the full splits, so all workers see the same
 numbers without communicating.
+
+The presets' recipe lives here: softmax cross-entropy on integer labels,
+argmax accuracy, the paper's optimizers and learning-rate schedules. A
+model of your own trains through `FitTrainer` instead, with its own
+compiled loss and metrics.
 """
 
 from __future__ import annotations
@@ -20,9 +25,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_lottery.runner import pipeline
-from keras_lottery.runner.config import LotteryConfig
 from keras_lottery.masked_layer import masked_layers
+from keras_lottery.rewind import WeightSnapshot, snapshot_weights
+from keras_lottery.runner import pipeline
+from keras_lottery.runner.checkpoint import BranchState
+from keras_lottery.runner.config import LotteryConfig
+from keras_lottery.runner.distribute import peer_failures_reported
+from keras_lottery.runner.early_stop import is_finite
 
 
 
@@ -34,7 +43,7 @@ class _NoRetracingWarning(logging.Filter):
         return "triggered tf.function retracing" not in record.getMessage()
 
 
-tf.get_logger().addFilter(_NoRetracingWarning())
+_QUIET_RETRACING = _NoRetracingWarning()
 
 
 @keras.saving.register_keras_serializable(package="keras_lottery")
@@ -120,25 +129,13 @@ class Splits:
         return cls(data.x_train, data.y_train, evals, pipeline.normalizer(data.x_train))
 
 
-@dataclasses.dataclass
-class BranchState:
-    """Everything needed to continue a branch exactly where it stopped."""
-
-    step: int
-    history: list[dict[str, float]]
-    model_values: list[np.ndarray]
-    optimizer_values: list[np.ndarray]
-    extra: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-    """State of the branch's step hooks (e.g. the Early-Bird mask window)."""
-
-
 def _model_variables(model: keras.Model) -> list:
     """Model state a checkpoint needs: weights and RNG states, not masks."""
     masks = {id(m) for layer in masked_layers(model) for m in layer.masks}
     return [v for v in model.variables if id(v) not in masks]
 
 
-class Trainer:
+class LoopTrainer:
     """Trains a model from step `start` to `end` with evaluation and hooks.
 
     Args:
@@ -150,15 +147,19 @@ class Trainer:
             schedule continues from there).
 
     Example:
-    >>> trainer = Trainer(model, config, strategy, splits, start=0)
+    >>> trainer = LoopTrainer(model, config, strategy, splits, start=0)
     >>> history = trainer.run(on_eval=print)
     """
 
     def __init__(self, model: keras.Model, config: LotteryConfig,
                  strategy: tf.distribute.Strategy, splits: Splits, start: int = 0):
         self.model, self.config, self.strategy, self.splits = model, config, strategy, splits
+        if _QUIET_RETRACING not in tf.get_logger().filters:
+            tf.get_logger().addFilter(_QUIET_RETRACING)
         self.start = self.step = start
         self.history: list[dict[str, float]] = []
+        self.diverged_at: int | None = None
+        self.last_finite: WeightSnapshot | None = None
         # Wall time and count of training steps, leaving out the first call
         # (which traces and compiles the step function).
         self.train_seconds, self.timed_steps, self._calls = 0.0, 0, 0
@@ -262,7 +263,11 @@ class Trainer:
             running `train_loss`/`train_accuracy` since the previous
             evaluation, and loss/accuracy of each evaluation split.
         """
-        config, at_step = self.config, at_step or {}
+        with peer_failures_reported(self.strategy):
+            return self._run(on_eval, on_checkpoint, at_step or {}, on_progress)
+
+    def _run(self, on_eval, on_checkpoint, at_step, on_progress) -> list[dict[str, float]]:
+        config = self.config
         end, every = config.steps, config.eval_every
         stops = set(range(every * (self.step // every + 1), end, every))
         stops.update(s for s in at_step if self.step < s < end)
@@ -294,6 +299,8 @@ class Trainer:
                 on_progress(stop, {"loss": loss_sum / seen, "accuracy": hits / seen})
             if stop % every == 0 or stop == end or halt:
                 self._record(loss_sum, hits, seen, on_eval)
+                if self.diverged_at is not None:
+                    break
                 loss_sum, hits, seen = 0.0, 0.0, 0
                 if config.checkpoint_every and on_checkpoint and stop < end:
                     if stop // config.checkpoint_every > last_checkpoint:
@@ -316,29 +323,10 @@ class Trainer:
             **self.evaluate(),
         }
         self.history.append(record)
+        if not all(is_finite(record[k]) for k in ("train_loss", "val_loss") if k in record
+                   and (k != "train_loss" or seen)):
+            self.diverged_at = self.step
+        else:
+            self.last_finite = snapshot_weights(self.model, step=self.step)
         if on_eval is not None:
             on_eval(record)
-
-
-def early_stop(history: list[dict[str, float]]) -> dict[str, float]:
-    """The paper's early-stopping summary of one branch's history.
-
-    Args:
-        history: the records returned by `Trainer.run`.
-
-    Returns:
-        `early_stop_step` (step of minimum validation loss; the first on
-        ties) and every metric at that step (`*_at_early_stop`) and at the
-        end (`*_final`).
-
-    Example:
-    >>> early_stop([{"step": 0, "val_loss": 2.0}, {"step": 100, "val_loss": 1.0}])
-    {'early_stop_step': 100, 'val_loss_at_early_stop': 1.0, 'val_loss_final': 1.0}
-    """
-    best = min(history, key=lambda h: (h["val_loss"], h["step"]))
-    summary: dict[str, float] = {"early_stop_step": int(best["step"])}
-    for key in history[-1]:
-        if key != "step":
-            summary[f"{key}_at_early_stop"] = best[key]
-            summary[f"{key}_final"] = history[-1][key]
-    return summary

@@ -3,13 +3,16 @@
 Layout of `<logdir>/<run name>/`:
 
     config.json                 the full configuration (checked on reuse)
-    data.json                   input shape, classes and source of the data
+    data.json                   what the data was (shapes, source, metric)
+    lock                        the pid of the process running the run
+    init.npz                    θ0 of a model of your own (builders need not be seeded)
     rewind.npz                  the rewind point (θ0 or θk)
     round_00/                   the dense round (branch "ticket")
         masks.npz               the masks this round trains under
         weights.npz             trained weights (what the next round prunes)
         metrics.json            written last: the branch is complete
         checkpoint.npz          mid-round state, removed when complete
+        checkpoint.prev.npz     the one before, should the last be damaged
         events.out.tfevents.*   TensorBoard
     round_01/random_reinit/     a control branch: metrics, checkpoint, events
     summary/                    TensorBoard across rounds (step = round)
@@ -17,26 +20,31 @@ Layout of `<logdir>/<run name>/`:
 
 Every file is replaced atomically, so a run killed at any moment leaves
 either the old file or the new one; a re-run skips completed branches and
-continues an interrupted one from its checkpoint.
+continues an interrupted one from its checkpoint. A file damaged anyway (a
+full disk, a bad copy) is detected when read, reported with a warning and
+rebuilt: masks are pruned again, a ticket whose weights are damaged trains
+again, a damaged checkpoint falls back to the previous one.
+
+`RunDir` knows paths and reading and writing only: what the files mean is
+the engine's business.
 """
 
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shutil
+import warnings
 from typing import Any
 
 import numpy as np
 
-from keras_lottery.runner.config import LotteryConfig
-from keras_lottery.files import atomic_open, read_json, read_npz, write_json, write_npz
+from keras_lottery.files import CorruptFileError, atomic_open, read_json, read_npz, write_json, write_npz
 from keras_lottery.rewind import WeightSnapshot
-from keras_lottery.runner.loop_trainer import BranchState
-
-TICKET = "ticket"
-_EXTRA = "x_"  # prefix of a checkpoint's `BranchState.extra` arrays
+from keras_lottery.runner import checkpoint as checkpoints
+from keras_lottery.runner.branches import TICKET
+from keras_lottery.runner.checkpoint import BranchState
+from keras_lottery.runner.config import LotteryConfig
 
 
 class RunDir:
@@ -102,9 +110,16 @@ class RunDir:
 
     # Completed branches -------------------------------------------------
     def metrics(self, round_index: int, branch: str = TICKET) -> dict[str, Any] | None:
-        """The branch's metrics, or None if it has not completed."""
+        """The branch's metrics, or None if it has not completed (or they
+        are damaged: the branch then trains again)."""
+        return _read_or_none(read_json, self._file(round_index, branch, "metrics.json"),
+                             "the branch trains again")
+
+    def forget(self, round_index: int, branch: str = TICKET) -> None:
+        """Marks a completed branch as not completed (its metrics removed)."""
         path = self._file(round_index, branch, "metrics.json")
-        return read_json(path) if os.path.exists(path) else None
+        if self.writable and os.path.exists(path):
+            os.remove(path)
 
     def complete(self, round_index: int, branch: str, metrics: dict[str, Any],
                  weights: WeightSnapshot | None = None) -> None:
@@ -114,19 +129,20 @@ class RunDir:
         if weights is not None:
             weights.save(self._file(round_index, branch, "weights.npz"))
         write_json(self._file(round_index, branch, "metrics.json"), metrics)
-        checkpoint = self._file(round_index, branch, "checkpoint.npz")
-        if os.path.exists(checkpoint):
-            os.remove(checkpoint)
+        checkpoints.remove(self._file(round_index, branch, "checkpoint.npz"))
 
-    def weights(self, round_index: int) -> WeightSnapshot:
-        """The trained weights of a round's ticket."""
-        return WeightSnapshot.load(self._file(round_index, TICKET, "weights.npz"))
+    def weights(self, round_index: int) -> WeightSnapshot | None:
+        """The trained weights of a round's ticket, or None if missing or
+        damaged."""
+        return _read_or_none(WeightSnapshot.load, self._file(round_index, TICKET, "weights.npz"),
+                             "the round's ticket trains again")
 
     def all_metrics(self) -> list[dict[str, Any]]:
         """Metrics of every completed branch, ticket and controls."""
         found = glob.glob(os.path.join(self.path, "round_*", "metrics.json"))
         found += glob.glob(os.path.join(self.path, "round_*", "*", "metrics.json"))
-        return sorted((read_json(p) for p in found), key=lambda m: (m["round"], m["branch"]))
+        read = (_read_or_none(read_json, p, "the branch trains again") for p in found)
+        return sorted((m for m in read if m is not None), key=lambda m: (m["round"], m["branch"]))
 
     def completed_rounds(self) -> list[int]:
         """Indices of rounds whose ticket branch is complete."""
@@ -148,8 +164,8 @@ class RunDir:
     # Masks and rewind point --------------------------------------------
     def masks(self, round_index: int) -> dict[str, np.ndarray] | None:
         """The round's masks, or None if not yet written."""
-        path = self._file(round_index, TICKET, "masks.npz")
-        return read_npz(path) if os.path.exists(path) else None
+        return _read_or_none(read_npz, self._file(round_index, TICKET, "masks.npz"),
+                             "the round's masks are pruned again")
 
     def save_masks(self, round_index: int, masks: dict[str, np.ndarray]) -> None:
         if self.writable:
@@ -164,23 +180,24 @@ class RunDir:
         if self.writable:
             write_json(os.path.join(self.path, "data.json"), info)
 
-    def build_model(self):
-        """The run's masked model as initialized (θ0, all masks ones)."""
-        from keras_lottery.runner import models
-        from keras_lottery.masked_layer import prunable
+    def initialization(self) -> WeightSnapshot | None:
+        """The stored θ0 of a model of your own, or None."""
+        return _read_or_none(WeightSnapshot.load, os.path.join(self.path, "init.npz"),
+                             "θ0 is taken from the freshly built model")
 
-        info, config = self.data_info, self.config
-        base = models.build(config.model, tuple(info["input_shape"]), info["num_classes"],
-                            seed=config.seed, dropout=config.dropout)
-        return prunable(base, ignore=config.ignore)
+    def save_initialization(self, snapshot: WeightSnapshot) -> None:
+        if self.writable:
+            snapshot.save(os.path.join(self.path, "init.npz"))
 
     @property
     def rewind_path(self) -> str:
         return os.path.join(self.path, "rewind.npz")
 
     def rewind_point(self) -> WeightSnapshot | None:
-        """The stored rewind point, or None."""
-        return WeightSnapshot.load(self.rewind_path) if os.path.exists(self.rewind_path) else None
+        """The stored rewind point, or None (also when damaged: the dense
+        round then takes it again)."""
+        return _read_or_none(WeightSnapshot.load, self.rewind_path,
+                             "the rewind point is taken again")
 
     def save_rewind_point(self, snapshot: WeightSnapshot) -> None:
         if self.writable:
@@ -188,33 +205,12 @@ class RunDir:
 
     # Mid-branch checkpoints --------------------------------------------
     def checkpoint(self, round_index: int, branch: str) -> BranchState | None:
-        """The branch's last checkpoint, or None."""
-        path = self._file(round_index, branch, "checkpoint.npz")
-        if not os.path.exists(path):
-            return None
-        data = read_npz(path)
-        count_model, count_opt = int(data["count_model"]), int(data["count_optimizer"])
-        return BranchState(
-            step=int(data["step"]),
-            history=json.loads(str(data["history"])),
-            model_values=[data[f"m{i:05d}"] for i in range(count_model)],
-            optimizer_values=[data[f"o{i:05d}"] for i in range(count_opt)],
-            extra={k[len(_EXTRA):]: v for k, v in data.items() if k.startswith(_EXTRA)},
-        )
+        """The branch's last good checkpoint, or None."""
+        return checkpoints.load_latest(self._file(round_index, branch, "checkpoint.npz"))
 
     def save_checkpoint(self, round_index: int, branch: str, state: BranchState) -> None:
-        if not self.writable:
-            return
-        arrays = {f"m{i:05d}": v for i, v in enumerate(state.model_values)}
-        arrays.update({f"o{i:05d}": v for i, v in enumerate(state.optimizer_values)})
-        arrays.update({_EXTRA + k: v for k, v in state.extra.items()})
-        arrays.update(
-            step=np.array(state.step),
-            history=np.array(json.dumps(state.history)),
-            count_model=np.array(len(state.model_values)),
-            count_optimizer=np.array(len(state.optimizer_values)),
-        )
-        write_npz(self._file(round_index, branch, "checkpoint.npz"), arrays)
+        if self.writable:
+            state.save(self._file(round_index, branch, "checkpoint.npz"))
 
     def clear_events(self, round_index: int, branch: str) -> None:
         """Removes a branch's TensorBoard events (before it is replayed)."""
@@ -232,9 +228,29 @@ class RunDir:
         if self.writable and os.path.isdir(self.summary_dir):
             shutil.rmtree(self.summary_dir)
 
+    @property
+    def metric(self) -> str:
+        """The metric the run's tables show (`"accuracy"` for the presets)."""
+        path = os.path.join(self.path, "result.json")
+        stored = _read_or_none(read_json, path, "the metric is taken as accuracy")
+        if stored and stored.get("metric"):
+            return stored["metric"]
+        return "accuracy"
+
     def save_result(self, result: dict[str, Any]) -> None:
         if self.writable:
             write_json(os.path.join(self.path, "result.json"), result)
+
+
+def _read_or_none(read, path: str, consequence: str):
+    """`read(path)`, or None if the file is missing or damaged (warned)."""
+    if not os.path.exists(path):
+        return None
+    try:
+        return read(path)
+    except CorruptFileError as error:
+        warnings.warn(f"{error} ({consequence})", stacklevel=3)
+        return None
 
 
 def _copy(source: str, target: str) -> None:

@@ -1,0 +1,449 @@
+"""The lottery procedure: rounds of train -> prune -> rewind, with controls.
+
+One engine serves the presets and models of your own. Round 0 trains the
+dense network from θ0 (and, with late rewinding, keeps its weights after
+`rewind_step` steps as θk). Round r >= 1 prunes (from the previous round's
+trained weights in iterative mode, from the dense trained weights in
+one-shot mode), resets the survivors to the rewind point and trains again
+with a fresh optimizer. Each control (`runner.branches.CONTROLS`) is a
+separate branch on the same round's mask; branches never feed later rounds.
+
+What trains a branch is a *trainer* made by the caller: `FitTrainer`
+(`model.fit`, any model, any backend) for a model of your own,
+`LoopTrainer` (a custom `tf.distribute` loop) for the presets. Everything
+else (masks, rewinding, controls, Early-Bird, the run directory, resume,
+TensorBoard, divergence) is here, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import keras
+import numpy as np
+
+from keras_lottery.pruning import (
+    _expand_layer_names,
+    align_masks,
+    get_masks,
+    prune_by_magnitude,
+    set_masks,
+    sparsity,
+    sparsity_by_layer,
+)
+from keras_lottery.rewind import WeightSnapshot, restore_weights, snapshot_weights
+from keras_lottery.runner import branches
+from keras_lottery.runner.branches import TICKET, BranchStart
+from keras_lottery.runner.checkpoint import BranchState
+from keras_lottery.runner.config import LotteryConfig
+from keras_lottery.runner.early_bird import EarlyBird
+from keras_lottery.runner.early_stop import early_stop
+from keras_lottery.runner.errors import DivergedError
+from keras_lottery.runner.lock import RunLock
+from keras_lottery.runner.reports import table
+from keras_lottery.runner.rundir import RunDir
+from keras_lottery.runner.tensorboard import BranchLog, write_run_summary
+
+
+class Trainer(Protocol):
+    """Trains one branch; made by the caller's `TrainerFactory`.
+
+    `run` trains from `step` to the config's `steps`, evaluating every
+    `eval_every` steps (and at the start and the end) and returns the
+    evaluation history; `diverged_at` is the step where the loss became
+    non-finite (None if it did not) and `last_finite` the weights at the
+    last evaluation before that.
+    """
+
+    step: int
+    diverged_at: int | None
+    last_finite: WeightSnapshot | None
+    steps_per_second: float
+
+    def run(self, on_eval, on_checkpoint, at_step, on_progress) -> list[dict[str, float]]: ...
+
+    def state(self) -> BranchState: ...
+
+    def restore(self, state: BranchState) -> None: ...
+
+
+TrainerFactory = Callable[[int, str], Trainer]
+"""(start step, "round R, branch B") -> a fresh trainer (fresh optimizer)."""
+
+
+@dataclasses.dataclass
+class LotteryResult:
+    """What a lottery run found.
+
+    Attributes:
+        config: the run's configuration.
+        run_dir: the run directory.
+        rows: metrics of every branch (ticket and controls), one dict each:
+            `round`, `branch`, `percent_remaining`, `early_stop_step`,
+            `<split>_<metric>_at_early_stop` and `..._final` for every
+            evaluation key, `sparsity_by_layer`, `history`, and `diverged`
+            / `diverged_at_step` for a branch whose loss became NaN.
+        masks: the last round's ticket masks.
+        metric: the metric the table shows (`"accuracy"` for the presets;
+            the first compiled metric of a model of your own).
+        build: makes a fresh masked model of the run's architecture (for
+            `ticket`).
+    """
+
+    config: LotteryConfig
+    run_dir: str
+    rows: list[dict[str, Any]]
+    masks: dict[str, np.ndarray]
+    metric: str = "accuracy"
+    build: Callable[[], keras.Model] | None = dataclasses.field(default=None, repr=False)
+
+    def branch(self, name: str = TICKET) -> list[dict[str, Any]]:
+        """The rows of one branch (`"ticket"` or a control), by round."""
+        return sorted((r for r in self.rows if r["branch"] == name), key=lambda r: r["round"])
+
+    def table(self) -> str:
+        """The per-round table as text."""
+        return table(self.rows, metric=self.metric)
+
+    def ticket(self, round: int | None = None) -> keras.Model:  # noqa: A002 - Keras-style name
+        """The ticket of a completed round: masked model, trained weights.
+
+        Args:
+            round: the round (default: the last one).
+
+        Returns:
+            A masked Keras model; `keras_lottery.save_ticket` writes it.
+        """
+        from keras_lottery.runner.rebuild import load_ticket
+
+        rounds = sorted({row["round"] for row in self.rows})
+        return load_ticket(self.run_dir, rounds[-1] if round is None else round, self.build)
+
+
+def run_lock(config: LotteryConfig, chief: bool = True):
+    """The lock of the config's run directory (a no-op off the chief), to
+    hold from before the directory is opened until the run ends."""
+    if not chief:
+        return contextlib.nullcontext()
+    return RunLock(os.path.join(config.logdir, config.run_name))
+
+
+def branch_seed(*parts: int) -> int:
+    """A seed derived from integers (run seed, round, control index)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0] >> 1)
+
+
+class Engine:
+    """Runs (or resumes) the rounds of one lottery run.
+
+    Args:
+        config: the run's configuration.
+        model: the masked model at θ0, built (and for `FitTrainer`
+            compiled) under the strategy's scope.
+        make_trainer: makes the trainer of each branch.
+        run_dir: the run's directory (`RunDir.open(config)`).
+        strategy: the `tf.distribute` strategy or None; with several
+            workers only the chief writes.
+        chief: whether this process writes files and prints.
+        metric: the metric the table and summaries show; None picks the
+            first non-loss metric that evaluation produces.
+        agree: optional check that every worker sees the same run
+            progress (multi-worker runs).
+        theta0: the initialization to train round 0 from (default: the
+            model's current weights, or the run's stored `init.npz`).
+    """
+
+    def __init__(self, config: LotteryConfig, model: keras.Model, make_trainer: TrainerFactory,
+                 run_dir: RunDir, chief: bool = True, metric: str | None = "accuracy",
+                 agree: Callable[[int], None] | None = None):
+        self.config, self.model, self.make_trainer = config, model, make_trainer
+        self.run_dir, self.chief, self._metric = run_dir, chief, metric
+        self.verbose = config.verbose if chief else 0
+        self.agree = agree
+        _expand_layer_names(self.model, config.rates, "rates")
+        self.dense_masks = get_masks(self.model)
+        self.theta0 = self._initialization()
+        self.rewind_point = self.run_dir.rewind_point()
+        if config.masks_from is not None and self.rewind_point is None:
+            self.rewind_point = self._transferred_rewind_point()
+            self.run_dir.save_rewind_point(self.rewind_point)
+        if config.rewind_step == 0 and self.rewind_point is None:
+            self.rewind_point = self.theta0
+            self.run_dir.save_rewind_point(self.theta0)
+        self._trained: dict[int, WeightSnapshot] = {}
+        self._first_row: dict[str, Any] | None = None
+        self.n_rounds = config.rounds if config.mode == "iterative" else len(config.sparsities)
+
+    def _initialization(self) -> WeightSnapshot:
+        """θ0: the built model's weights; for a model of your own, whose
+        builder need not be seeded, the run's stored `init.npz` once it has
+        one, so that a resumed run trains from the same θ0."""
+        if self.config.is_preset_model:  # seeded: rebuilt bit for bit
+            return snapshot_weights(self.model)
+        stored = self.run_dir.initialization()
+        if stored is not None:
+            restore_weights(self.model, stored)
+            return stored
+        theta0 = snapshot_weights(self.model)
+        self.run_dir.save_initialization(theta0)
+        return theta0
+
+    @property
+    def metric(self) -> str:
+        """The metric tables show: as given, or the first non-loss metric of
+        the first evaluation record (`"loss"` if there is none)."""
+        if self._metric is None:
+            if self._first_row is None or not self._first_row.get("history"):
+                return "loss"
+            record = self._first_row["history"][0]
+            names = [k.partition("_")[2] for k in record if k.startswith(("test_", "val_"))]
+            self._metric = next((n for n in names if n != "loss"), "loss")
+        return self._metric
+
+    def _source(self) -> tuple[RunDir, int]:
+        path, _, round_index = self.config.masks_from.rpartition(":")
+        source = RunDir.load(path)
+        if int(round_index) not in source.completed_rounds():
+            raise ValueError(
+                f"masks_from names round {round_index} of {path}, which has completed "
+                f"rounds {source.completed_rounds()}."
+            )
+        return source, int(round_index)
+
+    def _transferred_rewind_point(self) -> WeightSnapshot:
+        source, _ = self._source()
+        snapshot = source.rewind_point()
+        if snapshot is None:
+            raise ValueError(f"masks_from run {source.path} has no rewind point.")
+        return snapshot
+
+    # The procedure -------------------------------------------------------
+    def run(self) -> LotteryResult:
+        """Runs every round; completed branches are read back, not retrained.
+
+        The caller holds the run directory's lock (`run_lock`)."""
+        if self.agree is not None:
+            progress = (len(self.run_dir.all_metrics()), len(self.run_dir.completed_rounds()))
+            self.agree(1000 * progress[0] + progress[1])
+        rows: list[dict[str, Any]] = []
+        masks = self.dense_masks
+        for r in range(self.n_rounds + 1):
+            masks = self._masks(r, masks)
+            rows += self._round(r, masks)
+            if self.chief:
+                self._write_summary(rows)
+            diverged = [row for row in rows if row["round"] == r and row.get("diverged")]
+            if diverged and self.config.on_divergence == "stop":
+                self._save_result(rows, masks)
+                row = diverged[0]
+                raise DivergedError(
+                    f"round {row['round']}, branch {row['branch']!r}: the loss became NaN "
+                    f"or infinite at step {row['diverged_at_step']}; the run stops there "
+                    "(on_divergence='stop'). Everything before is saved in "
+                    f"{self.run_dir.path}; use on_divergence='continue' to go on."
+                )
+        result = self._save_result(rows, masks)
+        if self.verbose:
+            print(result.table())
+        return result
+
+    def _save_result(self, rows: list[dict[str, Any]],
+                     masks: dict[str, np.ndarray]) -> LotteryResult:
+        result = LotteryResult(self.config, self.run_dir.path, rows, masks, self.metric)
+        self.run_dir.save_result(
+            {"rows": [{k: v for k, v in row.items() if k != "history"} for row in rows],
+             "metric": self.metric}
+        )
+        return result
+
+    def _write_summary(self, rows: list[dict[str, Any]]) -> None:
+        self.run_dir.reset_summary()
+        write_run_summary(self.run_dir.summary_dir, self.config.run_name, self.config.to_dict(),
+                          rows, metric=self.metric)
+
+    def _masks(self, r: int, previous: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Round r's masks: stored, or pruned from the right trained weights."""
+        stored = self.run_dir.masks(r)
+        if stored is not None:
+            return align_masks(self.model, stored)
+        config = self.config
+        if r == 0:
+            masks = self.dense_masks
+        elif config.masks_from is not None:
+            source, round_index = self._source()
+            try:
+                masks = align_masks(self.model, source.masks(round_index))
+            except ValueError as error:
+                raise ValueError(
+                    f"The masks of {config.masks_from} do not fit this model: the "
+                    f"architecture (and number of classes) must be the same. {error}"
+                ) from None
+        else:
+            source = r - 1 if config.mode == "iterative" else 0
+            set_masks(self.model, previous if config.mode == "iterative" else self.dense_masks)
+            restore_weights(self.model, self.trained(source))
+            if config.mode == "iterative":
+                fraction, rates = config.prune_fraction, config.rates
+            else:
+                target = config.sparsities[r - 1] / 100
+                fraction = config.round_fraction(config.prune_fraction, target)
+                rates = {k: config.round_fraction(v, target) for k, v in config.rates.items()}
+            masks = prune_by_magnitude(self.model, fraction, scope=config.scope, rates=rates)
+        self.run_dir.save_masks(r, masks)
+        return masks
+
+    def trained(self, r: int) -> WeightSnapshot:
+        """Round r's trained ticket weights (from memory or the run dir).
+
+        A damaged `weights.npz` makes the round's ticket train again.
+        """
+        if r not in self._trained:
+            weights = self.run_dir.weights(r)
+            if weights is None:  # damaged: the round's ticket trains again
+                self.run_dir.forget(r, TICKET)
+                self._branch(r, TICKET, self.run_dir.masks(r), self._start(r))
+            else:
+                self._trained[r] = weights
+        return self._trained[r]
+
+    def _start(self, r: int) -> int:
+        return self.config.rewind_step if r else 0
+
+    def _round(self, r: int, masks: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+        config = self.config
+        rows = [self._branch(r, TICKET, masks, self._start(r))]
+        if self._first_row is None:
+            self._first_row = rows[0]  # the metric of the table comes from it
+        if r:
+            for index, name in enumerate(config.controls):
+                rows.append(self._branch(r, name, masks, self._start(r),
+                                         branch_seed(config.seed, r, index)))
+        if self.verbose:
+            self._print_round(r, rows)
+        return rows
+
+    def _prepare(self, r: int, branch: str, masks: dict[str, np.ndarray], seed: int) -> None:
+        """Sets the masks and initial weights a branch starts from."""
+        if r == 0:
+            set_masks(self.model, masks)
+            restore_weights(self.model, self.theta0)
+            return
+        if self.rewind_point is None:
+            raise ValueError(
+                f"The run in {self.run_dir.path} has no rewind point (step "
+                f"{self.config.rewind_step}); its dense round never reached it."
+            )
+        source = r - 1 if self.config.mode == "iterative" else 0
+        start = BranchStart(self.model, masks, r, seed, self.rewind_point,
+                            lambda: self.trained(source))
+        (branches.ticket if branch == TICKET else branches.CONTROLS[branch])(start)
+
+    def _branch(self, r: int, branch: str, masks: dict[str, np.ndarray], start: int,
+                seed: int = 0) -> dict[str, Any]:
+        done = self.run_dir.metrics(r, branch)
+        if done is not None:
+            return done
+        config, run_dir = self.config, self.run_dir
+        began = time.time()
+        self._prepare(r, branch, masks, seed)
+        trainer = self.make_trainer(start, f"round {r}, branch {branch!r}")
+        state = run_dir.checkpoint(r, branch)
+        run_dir.clear_events(r, branch)
+        log = BranchLog(run_dir.branch_dir(r, branch), enabled=self.chief)
+        log.model_state(self.model, start, weights=False)
+        if state is not None:
+            trainer.restore(state)
+            for record in state.history:
+                log.record(record)
+        at_step: dict[int, list] = {}
+        if r == 0 and config.rewind_step and self.rewind_point is None:
+            at_step[config.rewind_step] = [self._take_rewind_point]
+        early_bird = None
+        if r == 0 and config.eb_every:
+            early_bird = EarlyBird(self.model, config, log)
+            if state is not None:
+                early_bird.restore(state.extra)
+            for step in range(config.eb_every, config.steps, config.eb_every):
+                at_step.setdefault(step, []).append(lambda step=step: early_bird.draw(step))
+
+        def checkpoint(state: BranchState) -> None:
+            if early_bird is not None:
+                state = dataclasses.replace(state, extra=early_bird.state())
+            run_dir.save_checkpoint(r, branch, state)
+
+        progress = self._progress(r, branch, trainer.step, config.steps)
+        history = trainer.run(on_eval=log.record, on_checkpoint=checkpoint,
+                              at_step=at_step, on_progress=progress)
+        if trainer.diverged_at is not None:
+            log.diverged(trainer.diverged_at)
+            if trainer.last_finite is not None:
+                restore_weights(self.model, trainer.last_finite)
+        log.model_state(self.model, trainer.step, weights=True)
+        log.close()
+        metrics = {
+            "round": r,
+            "branch": branch,
+            "percent_remaining": 100.0 * (1.0 - sparsity(self.model)),
+            "sparsity_by_layer": sparsity_by_layer(self.model),
+            "start_step": start,
+            "seconds": time.time() - began,
+            "steps_per_second": trainer.steps_per_second,
+            **early_stop(history, config.monitor, config.maximize),
+            "history": history,
+        }
+        if trainer.diverged_at is not None:
+            metrics.update(diverged=True, diverged_at_step=trainer.diverged_at)
+        if early_bird is not None:
+            metrics["early_bird"] = early_bird.summary()
+        weights = None
+        if branch == TICKET:
+            weights = self._trained[r] = snapshot_weights(self.model, step=trainer.step)
+        run_dir.complete(r, branch, metrics, weights)
+        return metrics
+
+    def _take_rewind_point(self) -> None:
+        self.rewind_point = snapshot_weights(self.model, step=self.config.rewind_step)
+        self.run_dir.save_rewind_point(self.rewind_point)
+
+    def _progress(self, r: int, branch: str, step: int, end: int):
+        if self.verbose != 1:
+            return None
+        print(f"round {r}/{self.n_rounds} {branch}: steps {step}-{end}")
+        if not sys.stdout.isatty():  # a log file gets the round lines only
+            return None
+        bar = keras.utils.Progbar(end, stateful_metrics=["loss", self.metric])
+        bar.update(step)
+        return lambda s, values: bar.update(s, values=list(values.items()))
+
+    def _print_round(self, r: int, rows: list[dict[str, Any]]) -> None:
+        ticket, dense = rows[0], self.run_dir.metrics(0, TICKET)
+        key = f"test_{self.metric}_at_early_stop"
+        if key not in ticket:
+            key = f"{self.config.monitor}_at_early_stop"
+        label = _label(key)
+        line = (
+            f"round {r}/{self.n_rounds}  {ticket['percent_remaining']:.1f}% remaining  "
+            f"early-stop {ticket['early_stop_step']}  {label} {ticket[key]:.3f}"
+        )
+        if r and dense is not None and key in dense:
+            line += f" (dense {dense[key]:.3f})"
+        if ticket.get("diverged"):
+            line += f"  DIVERGED at step {ticket['diverged_at_step']}"
+        print(line)
+        for row in rows[1:]:
+            note = f"  DIVERGED at step {row['diverged_at_step']}" if row.get("diverged") else ""
+            print(f"    {row['branch']:<14} early-stop {row['early_stop_step']}  "
+                  f"{label} {row.get(key, float('nan')):.3f}{note}")
+
+
+def _label(key: str) -> str:
+    """`test_accuracy_at_early_stop` -> `test acc`; other keys spelled out."""
+    name = key[: -len("_at_early_stop")]
+    split, _, metric = name.partition("_")
+    return f"{split} {'acc' if metric == 'accuracy' else metric}"

@@ -1,0 +1,252 @@
+"""A user's data, as the search trains and evaluates on it.
+
+Training data becomes an endless stream of batches that can start at any
+global step: a branch that rewinds to step k replays the stream from step
+k, and a resumed branch continues where it stopped. Accepted forms:
+
+- NumPy `(x, y)` (x and y may be lists or dicts of arrays, for models with
+  several inputs or outputs) with `batch_size`: step s belongs to epoch
+  `s // (n // batch_size)`, whose order is a permutation keyed by (seed,
+  epoch), so the stream is a pure function of the step and resuming is
+  O(1); the last `n % batch_size` examples of each epoch are dropped.
+- a `tf.data.Dataset` of `(inputs, targets)` batches: repeated, and from
+  step s on by skipping s batches. Its order must be the same each time it
+  is iterated (shuffle with a seed) for a resumed run to match an
+  uninterrupted one.
+- a `keras.utils.PyDataset`: batch `s % len(dataset)`.
+
+Evaluation data is NumPy `(x, y)`, a finite `tf.data.Dataset` or a
+`PyDataset`, evaluated whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import keras
+import numpy as np
+
+_ACCEPTED = ("a tf.data.Dataset of (inputs, targets) batches, a keras.utils.PyDataset, "
+             "or a NumPy (x, y) pair")
+
+
+def _is_tf_dataset(value: Any) -> bool:
+    module = type(value).__module__
+    return module.startswith("tensorflow") and hasattr(value, "element_spec")
+
+
+def _is_pair(value: Any) -> bool:
+    return isinstance(value, (tuple, list)) and len(value) in (2, 3) and not _is_tf_dataset(value)
+
+
+def _first_array(structure: Any) -> np.ndarray:
+    return keras.tree.flatten(structure)[0]
+
+
+def _length(structure: Any, what: str) -> int:
+    lengths = {len(a) for a in keras.tree.flatten(structure)}
+    if len(lengths) != 1:
+        raise ValueError(
+            f"All arrays of {what} must have the same number of examples. "
+            f"Received lengths: {sorted(lengths)}"
+        )
+    return lengths.pop()
+
+
+def _take(structure: Any, index: np.ndarray) -> Any:
+    return keras.tree.map_structure(lambda a: a[index], structure)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainData:
+    """Training data that streams from any global step.
+
+    Use `TrainData.of(train, batch_size, seed)`.
+    """
+
+    source: Any
+    kind: str  # "arrays", "tf.data" or "pydataset"
+    batch_size: int | None
+    seed: int
+
+    @classmethod
+    def of(cls, train: Any, batch_size: int | None, seed: int) -> TrainData:
+        """Wraps the user's training data.
+
+        Args:
+            train: NumPy `(x, y)` or `(x, y, sample_weight)`, a
+                `tf.data.Dataset` of batches, or a `keras.utils.PyDataset`.
+            batch_size: batch size for NumPy input (ignored otherwise).
+            seed: seed of the NumPy order.
+
+        Returns:
+            A `TrainData`.
+
+        Raises:
+            ValueError: for any other input, or NumPy input without a
+                usable `batch_size`.
+        """
+        if _is_tf_dataset(train):
+            return cls(train, "tf.data", None, seed)
+        if isinstance(train, keras.utils.PyDataset):
+            return cls(train, "pydataset", None, seed)
+        if _is_pair(train):
+            arrays = tuple(keras.tree.map_structure(np.asarray, part) for part in train)
+            n = _length(arrays, "the training data")
+            if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
+                raise ValueError(
+                    f"NumPy training data needs batch_size, an integer in [1, {n}] (the "
+                    f"number of training examples). Received: batch_size={batch_size!r}"
+                )
+            return cls(arrays, "arrays", batch_size, seed)
+        raise ValueError(f"The training data must be {_ACCEPTED}. Received: {_describe(train)}")
+
+    def stream(self, start: int) -> Any:
+        """The endless stream of batches from global step `start` on.
+
+        Returns:
+            An iterator (NumPy input, PyDataset) or a `tf.data.Dataset` that
+            `model.fit` consumes with `steps_per_epoch`.
+        """
+        if self.kind == "tf.data":
+            return self.source.repeat().skip(start)
+        if self.kind == "pydataset":
+            return _pydataset_stream(self.source, start)
+        return _array_stream(self.source, self.batch_size, self.seed, start)
+
+    def fingerprint(self) -> str:
+        """A short hash of what the data is (NumPy: the bytes; else its spec)."""
+        return _fingerprint(self.source, self.kind)
+
+
+def _array_stream(arrays: tuple, batch_size: int, seed: int, start: int) -> Iterator[tuple]:
+    n = _length(arrays, "the training data")
+    per_epoch = n // batch_size
+    step = start
+    while True:
+        epoch, position = divmod(step, per_epoch)
+        if position == 0 or step == start:
+            order = np.random.default_rng([seed, epoch]).permutation(n)
+        index = order[position * batch_size:(position + 1) * batch_size]
+        yield tuple(_take(part, index) for part in arrays)
+        step += 1
+
+
+def _pydataset_stream(dataset: keras.utils.PyDataset, start: int) -> Iterator[Any]:
+    length = len(dataset)
+    if not length:
+        raise ValueError("The training PyDataset is empty (len(dataset) == 0).")
+    step = start
+    while True:
+        yield dataset[step % length]
+        step += 1
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalData:
+    """One evaluation split, evaluated whole with `model.evaluate`."""
+
+    source: Any
+    kind: str
+
+    @classmethod
+    def of(cls, data: Any, what: str) -> EvalData:
+        """Wraps validation or test data (same forms as training data)."""
+        if _is_tf_dataset(data):
+            return cls(data, "tf.data")
+        if isinstance(data, keras.utils.PyDataset):
+            return cls(data, "pydataset")
+        if _is_pair(data):
+            arrays = tuple(keras.tree.map_structure(np.asarray, part) for part in data)
+            _length(arrays, what)
+            return cls(arrays, "arrays")
+        raise ValueError(f"{what} must be {_ACCEPTED}. Received: {_describe(data)}")
+
+    def evaluate(self, model: keras.Model, batch_size: int) -> dict[str, float]:
+        """`model.evaluate` on the whole split, as a dict of floats."""
+        if self.kind == "arrays":
+            x, y, *weights = self.source
+            logs = model.evaluate(x, y, sample_weight=weights[0] if weights else None,
+                                  batch_size=batch_size, verbose=0, return_dict=True)
+        else:
+            logs = model.evaluate(self.source, verbose=0, return_dict=True)
+        return {k: float(keras.ops.convert_to_numpy(v)) for k, v in logs.items()}
+
+    def fingerprint(self) -> str:
+        return _fingerprint(self.source, self.kind)
+
+
+def _fingerprint(source: Any, kind: str) -> str:
+    digest = hashlib.sha256(kind.encode())
+    if kind == "arrays":
+        for array in keras.tree.flatten(source):
+            array = np.ascontiguousarray(array)
+            digest.update(f"{array.dtype}{array.shape}".encode())
+            digest.update(array.tobytes())
+    elif kind == "tf.data":
+        digest.update(repr(source.element_spec).encode())
+        digest.update(str(int(source.cardinality())).encode())
+    else:
+        digest.update(f"{type(source).__module__}.{type(source).__qualname__}:{len(source)}".encode())
+    return digest.hexdigest()[:12]
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return f"an object of type {type(value).__name__}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchData:
+    """The training stream and the evaluation splits of a search.
+
+    Attributes:
+        train: the training data.
+        evals: split name (`"val"`, `"test"`) -> evaluation data.
+        eval_batch_size: batch size of NumPy evaluation.
+    """
+
+    train: TrainData
+    evals: dict[str, EvalData]
+    eval_batch_size: int
+
+    @classmethod
+    def of(cls, train: Any, validation_data: Any = None, test_data: Any = None,
+           batch_size: int | None = 32, seed: int = 0) -> SearchData:
+        """Wraps a user's training, validation and test data.
+
+        Args:
+            train: the training data (see the module docstring).
+            validation_data: evaluated every `eval_every` steps as `val_*`.
+            test_data: evaluated alongside as `test_*`.
+            batch_size: batch size of NumPy training input (NumPy
+                evaluation uses at least 256).
+            seed: seed of the NumPy training order.
+
+        Returns:
+            A `SearchData`.
+        """
+        evals = {}
+        if validation_data is not None:
+            evals["val"] = EvalData.of(validation_data, "validation_data")
+        if test_data is not None:
+            evals["test"] = EvalData.of(test_data, "test_data")
+        return cls(TrainData.of(train, batch_size, seed), evals, max(256, batch_size or 0))
+
+    def fingerprint(self) -> str:
+        """A short hash of all splits (part of the run's identity)."""
+        parts = [self.train.fingerprint()] + [f"{k}={v.fingerprint()}"
+                                              for k, v in sorted(self.evals.items())]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+
+    def evaluate(self, model: keras.Model) -> dict[str, float]:
+        """Every split's compiled metrics, keyed `<split>_<metric>`."""
+        record = {}
+        for split, data in self.evals.items():
+            record.update({f"{split}_{k}": v
+                           for k, v in data.evaluate(model, self.eval_batch_size).items()})
+        return record

@@ -1,0 +1,83 @@
+"""The presets: the paper's architectures on its datasets, through the engine.
+
+A preset is a registered pair of a model (`runner.models.ARCHITECTURES`)
+and a dataset (`runner.data`) with the paper's hyperparameters
+(`runner.config.PRESETS`). It trains through `LoopTrainer`, the custom
+`tf.distribute` loop that also runs under MultiWorkerMirroredStrategy,
+and otherwise goes through the same `Engine` as a model of your own.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from keras_lottery.masked_layer import prunable
+from keras_lottery.runner import data as data_lib
+from keras_lottery.runner import models
+from keras_lottery.runner.config import LotteryConfig
+from keras_lottery.runner.distribute import check_workers_agree, is_chief, make_strategy
+from keras_lottery.runner.engine import Engine, LotteryResult, run_lock
+from keras_lottery.runner.loop_trainer import LoopTrainer, Splits
+from keras_lottery.runner.rundir import RunDir
+
+
+def preset_model(config: LotteryConfig, input_shape, num_classes: int) -> keras.Model:
+    """The preset's masked model at θ0 (seeded: the same on every call)."""
+    base = models.build(config.model, tuple(input_shape), num_classes,
+                        seed=config.seed, dropout=config.dropout)
+    return prunable(base, ignore=config.ignore)
+
+
+def find_ticket(config: LotteryConfig, data: data_lib.Dataset | None = None) -> LotteryResult:
+    """Runs the lottery procedure that a preset config describes.
+
+    Completed branches found in the run directory are reused and an
+    interrupted branch continues from its last checkpoint, so calling this
+    again after a crash (or with more rounds) resumes the run.
+
+    Args:
+        config: the run's configuration (`LotteryConfig.from_preset(...)`).
+        data: the dataset; default `keras_lottery.data.load(config.dataset)`.
+
+    Returns:
+        A `LotteryResult`.
+
+    Example:
+    >>> config = LotteryConfig.from_preset("lenet300", dataset="fashion_mnist",
+    ...                                    steps=2000, rounds=3)
+    >>> print(find_ticket(config).table())
+    """
+    if not config.is_preset_model:
+        raise ValueError(
+            f"find_ticket runs the presets; for model={config.model!r} use "
+            "keras_lottery.LotterySearch (or `keras-lottery run --model ... --data ...`)."
+        )
+    strategy = make_strategy(config.strategy)
+    chief = is_chief(strategy)
+    with run_lock(config, chief):
+        return _find_ticket(config, data, strategy, chief)
+
+
+def _find_ticket(config: LotteryConfig, data, strategy, chief: bool) -> LotteryResult:
+    run_dir = RunDir.open(config, writable=chief)
+    if data is None:
+        data = data_lib.load(config.dataset, data_dir=config.data_dir,
+                             validation=config.validation, classes=config.classes or None)
+    splits = Splits.from_dataset(data, config.train_eval_examples)
+    run_dir.save_data_info({
+        "input_shape": list(data.input_shape), "num_classes": data.num_classes,
+        "source": data.source,
+    })
+    with strategy.scope():
+        model = preset_model(config, data.input_shape, data.num_classes)
+
+    def make_trainer(start: int, label: str) -> LoopTrainer:
+        return LoopTrainer(model, config, strategy, splits, start=start)
+
+    def agree(progress: int) -> None:
+        check_workers_agree(strategy, progress, "the run's progress")
+
+    engine = Engine(config, model, make_trainer, run_dir, chief=chief, agree=agree)
+    result = engine.run()
+    result.build = lambda: preset_model(config, data.input_shape, data.num_classes)
+    return result
