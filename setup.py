@@ -36,7 +36,9 @@ setup(
     ],
     extras_require={
         "tfmot": ["tensorflow-model-optimization>=0.8", "tf_keras"],
-        "dev": ["pytest>=7"],
+        # scikit-learn ships the small real datasets the tests train on offline
+        # (load_digits, load_breast_cancer, load_diabetes).
+        "dev": ["pytest>=7", "scikit-learn"],
     },
     entry_points={"console_scripts": ["keras-lottery=keras_lottery.runner.cli:main"]},
     classifiers=[
