@@ -112,6 +112,264 @@ SCOPES: dict[str, Callable[..., dict[str, np.ndarray]]] = {
 }
 
 
+# Granularity: what one pruned item is. `weight` prunes single weights (the
+# paper); `unit` whole output units (Dense units, Conv filters: the kernel's
+# last axis), which `keras_lottery.compact` then removes from the model;
+# `n:m` single weights under the pattern sparse hardware runs (at most n
+# nonzeros in every group of m consecutive input weights). Each entry is a
+# function(weights, masks, fraction, rates, scope, **params); `magnitude_masks`
+# dispatches to it from a granularity name such as "weight", "unit" or "2:4".
+
+
+def weight_masks(
+    weights: Mapping[str, ArrayLike],
+    masks: Mapping[str, ArrayLike] | None,
+    fraction: float,
+    rates: Mapping[str, float] | None = None,
+    scope: str = "global",
+) -> dict[str, np.ndarray]:
+    """Single weights by magnitude under the scope (`SCOPES[scope]`).
+
+    Example:
+    >>> w = {"a": np.array([0.1, -3, 0.2, 4])}
+    >>> weight_masks(w, None, 0.5, scope="layerwise")["a"].astype(int).tolist()
+    [0, 1, 0, 1]
+    """
+    return SCOPES[_check_scope(scope)](weights, masks, fraction, rates)
+
+
+def unit_masks(
+    weights: Mapping[str, ArrayLike],
+    masks: Mapping[str, ArrayLike] | None,
+    fraction: float,
+    rates: Mapping[str, float] | None = None,
+    scope: str = "layerwise",
+) -> dict[str, np.ndarray]:
+    """Prunes whole units: slices along the kernel's last axis.
+
+    For a Dense kernel `(in, units)` a unit is a column, for a Conv kernel
+    `(..., in, filters)` a filter. Units are ranked by the root mean square
+    of their alive weights (the L2 norm over the square root of their
+    number), which ranks units of one kernel as their L2 norm does and makes
+    units of kernels with different fan-in comparable under one global
+    threshold. `fraction` is the share of the remaining (alive) *units* to
+    prune; a unit is alive while any of its weights is. Ties are broken by
+    position (earlier kernels, then lower unit index, are pruned first), so
+    the count is exact: `round(fraction * alive units)`, per kernel
+    (`"layerwise"` or `rates`) or over the pool (`"global"`).
+
+    Args:
+        weights: kernel name -> kernel values, units on the last axis.
+        masks: kernel name -> current mask; `None` for all-ones masks.
+        fraction: share of the remaining units to prune, in [0, 1).
+        rates: optional kernel name -> own rate (pruned alone at it).
+        scope: `"layerwise"` or `"global"`.
+
+    Returns:
+        Kernel name -> new boolean mask; a pruned unit's slice is all False.
+
+    Example:
+    >>> w = {"a": np.array([[1.0, 0.1, 2.0], [1.0, 0.1, -2.0]])}
+    >>> unit_masks(w, None, 0.34)["a"].astype(int).tolist()
+    [[1, 0, 1], [1, 0, 1]]
+    """
+    weights, alive = _standardize(weights, masks)
+    _check_fraction("fraction", fraction)
+    rates = _check_rates(rates, weights)
+    if _check_scope(scope) == "layerwise":
+        rates = {**dict.fromkeys(weights, fraction), **rates}
+    scores, units_alive = {}, {}
+    for name, w in weights.items():
+        if w.ndim < 1 or w.shape[-1] == 0:
+            raise ValueError(f"granularity='unit' needs kernels with units on the last axis. "
+                             f"Received: kernel {name!r} of shape {w.shape}")
+        flat = np.abs(w.reshape(-1, w.shape[-1])).astype(np.float64)
+        keep = None if alive[name] is None else alive[name].reshape(-1, w.shape[-1])
+        if keep is not None:
+            flat = flat * keep
+        count = flat.shape[0] if keep is None else keep.sum(axis=0)
+        units_alive[name] = np.ones(w.shape[-1], bool) if keep is None else keep.any(axis=0)
+        scores[name] = np.sqrt((flat ** 2).sum(axis=0) / np.maximum(count, 1))
+    pruned_units = {name: np.zeros(w.shape[-1], bool) for name, w in weights.items()}
+    groups = [([name], rate) for name, rate in rates.items()]
+    pool = [name for name in weights if name not in rates]
+    if pool:
+        groups.append((pool, fraction))
+    for names, rate in groups:
+        score = np.concatenate([scores[n] for n in names])
+        ok = np.concatenate([units_alive[n] for n in names])
+        k = _count(rate, int(ok.sum()))
+        order = np.argsort(np.where(ok, score, np.inf), kind="stable")[:k]
+        chosen = np.zeros(score.size, bool)
+        chosen[order] = True
+        offset = 0
+        for n in names:
+            size = scores[n].size
+            pruned_units[n] = chosen[offset:offset + size]
+            offset += size
+    new = {}
+    for name, w in weights.items():
+        out = np.broadcast_to(~pruned_units[name], w.shape).copy()
+        new[name] = out if alive[name] is None else out & alive[name]
+    return _finish(new, alive, weights)
+
+
+def n_m_masks(
+    weights: Mapping[str, ArrayLike],
+    masks: Mapping[str, ArrayLike] | None,
+    fraction: float,
+    rates: Mapping[str, float] | None = None,
+    scope: str = "global",
+    n: int = 2,
+    m: int = 4,
+) -> dict[str, np.ndarray]:
+    """Magnitude pruning under the n:m pattern along the input dimension.
+
+    Every group of `m` consecutive weights along a kernel's input axis
+    (axis -2: the rows of a Dense kernel `(in, units)`, the input channels
+    of a Conv kernel `(..., in, filters)`) keeps at most `n` nonzeros. In a
+    group with more than `n` alive, the smallest are pruned until `n` are
+    left (the pattern); if that removes fewer than `fraction` of the
+    remaining weights (per kernel, or over the pool with `"global"`), the
+    smallest of what is left are pruned under the scope until exactly
+    `round(fraction * remaining)` are. So the first round reaches the
+    pattern, and later rounds prune on within it; masks only shrink, so the
+    pattern holds in every later round. Ties go by position, as elsewhere.
+
+    Args:
+        weights: kernel name -> kernel values (at least 2-D).
+        masks: kernel name -> current mask; `None` for all-ones masks.
+        fraction: share of the remaining weights to prune at least, in [0, 1).
+        rates: optional kernel name -> own rate (pruned alone at it).
+        scope: `"global"` or `"layerwise"`.
+        n: nonzeros kept per group at most, 0 < n < m.
+        m: the group size; each kernel's input dimension must be a multiple.
+
+    Returns:
+        Kernel name -> new boolean mask.
+
+    Example:
+    >>> w = {"a": np.array([[4.0], [1.0], [3.0], [2.0]])}
+    >>> n_m_masks(w, None, 0.0, n=2, m=4)["a"].ravel().astype(int).tolist()
+    [1, 0, 1, 0]
+    """
+    weights, alive = _standardize(weights, masks)
+    _check_fraction("fraction", fraction)
+    rates = _check_rates(rates, weights)
+    _check_n_m(n, m)
+    if _check_scope(scope) == "layerwise":
+        rates = {**dict.fromkeys(weights, fraction), **rates}
+    pattern, forced = {}, {}
+    for name, w in weights.items():
+        pattern[name] = _n_m_pattern(name, w, alive[name], n, m)
+        forced[name] = _alive_counts({name: w}, {name: alive[name]})[name] - int(
+            np.count_nonzero(pattern[name]))
+    new = {}
+    groups = [([name], rate) for name, rate in rates.items()]
+    pool = [name for name in weights if name not in rates]
+    if pool:
+        groups.append((pool, fraction))
+    for names, rate in groups:
+        counts = _alive_counts({k: weights[k] for k in names}, {k: alive[k] for k in names})
+        extra = _count(rate, sum(counts.values())) - sum(forced[k] for k in names)
+        new.update(_prune_exactly({k: weights[k] for k in names},
+                                  {k: pattern[k] for k in names}, max(0, extra)))
+    return _finish(new, alive, weights)
+
+
+def _n_m_pattern(name: str, w: np.ndarray, alive: np.ndarray | None, n: int,
+                 m: int) -> np.ndarray:
+    """`alive` with every group of m along axis -2 cut to its n largest |w|."""
+    if w.ndim < 2 or w.shape[-2] % m:
+        raise ValueError(
+            f"granularity='{n}:{m}' groups {m} consecutive input weights (axis -2 of the "
+            f"kernel), so the input dimension must be a multiple of {m}. Received: kernel "
+            f"{name!r} of shape {w.shape}. Ignore that layer or use another granularity."
+        )
+    mag = np.moveaxis(np.abs(w).astype(np.float32), -2, -1)
+    keep = (np.ones(mag.shape, bool) if alive is None
+            else np.moveaxis(np.asarray(alive, bool), -2, -1))
+    shape = mag.shape
+    mag = np.where(keep, mag, -1.0).reshape(-1, m)
+    keep = keep.reshape(-1, m)
+    order = np.argsort(mag, axis=1, kind="stable")  # ascending; dead (-1) first
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(m)[None, :].repeat(len(order), 0), axis=1)
+    dead = m - keep.sum(axis=1, keepdims=True)
+    drop = np.maximum(0, m - dead - n)  # alive beyond n, smallest first
+    out = keep & ~((rank >= dead) & (rank < dead + drop))
+    return np.moveaxis(out.reshape(shape), -1, -2)
+
+
+GRANULARITIES: dict[str, Callable[..., dict[str, np.ndarray]]] = {
+    "weight": weight_masks,
+    "unit": unit_masks,
+    "n:m": n_m_masks,
+}
+"""Granularity -> mask function; `"n:m"` is written with numbers, e.g. `"2:4"`."""
+
+
+def parse_granularity(granularity: str) -> tuple[str, dict[str, int]]:
+    """The `GRANULARITIES` key of a granularity name and its parameters.
+
+    Example:
+    >>> parse_granularity("2:4"), parse_granularity("unit")
+    (('n:m', {'n': 2, 'm': 4}), ('unit', {}))
+    """
+    if isinstance(granularity, str) and granularity in GRANULARITIES and granularity != "n:m":
+        return granularity, {}
+    n, sep, m = str(granularity).partition(":")
+    if sep and n.isdigit() and m.isdigit() and 0 < int(n) < int(m):
+        return "n:m", {"n": int(n), "m": int(m)}
+    raise ValueError(
+        "granularity must be 'weight', 'unit' or 'N:M' with integers 0 < N < M (e.g. '2:4': "
+        f"at most 2 nonzeros in every 4 consecutive input weights). Received: "
+        f"granularity={granularity!r}"
+    )
+
+
+def magnitude_masks(
+    weights: Mapping[str, ArrayLike],
+    masks: Mapping[str, ArrayLike] | None,
+    fraction: float,
+    rates: Mapping[str, float] | None = None,
+    scope: str = "global",
+    granularity: str = "weight",
+) -> dict[str, np.ndarray]:
+    """Magnitude pruning at a scope and a granularity: the one entry point.
+
+    Args:
+        weights: kernel name -> kernel values.
+        masks: kernel name -> current mask; `None` for all-ones masks.
+        fraction: share of the remaining weights (units for `"unit"`) to
+            prune, in [0, 1).
+        rates: optional kernel name -> own rate.
+        scope: a key of `SCOPES`.
+        granularity: `"weight"`, `"unit"` or `"N:M"` (see `GRANULARITIES`).
+
+    Returns:
+        Kernel name -> new boolean mask.
+
+    Example:
+    >>> w = {"a": np.array([[4.0], [1.0], [3.0], [2.0]])}
+    >>> magnitude_masks(w, None, 0.0, granularity="1:4")["a"].ravel().astype(int).tolist()
+    [1, 0, 0, 0]
+    """
+    key, params = parse_granularity(granularity)
+    return GRANULARITIES[key](weights, masks, fraction, rates, scope=scope, **params)
+
+
+def _check_scope(scope: str) -> str:
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {list(SCOPES)}. Received: scope={scope!r}")
+    return scope
+
+
+def _check_n_m(n: int, m: int) -> None:
+    if not (isinstance(n, int) and isinstance(m, int) and 0 < n < m):
+        raise ValueError(f"n:m needs integers 0 < n < m. Received: n={n!r}, m={m!r}")
+
+
 def random_masks(
     masks: Mapping[str, ArrayLike],
     fraction: float,
@@ -149,14 +407,20 @@ def random_masks(
     return _finish(new, alive, alive)
 
 
-def permuted_masks(masks: Mapping[str, ArrayLike], seed: int) -> dict[str, np.ndarray]:
+def permuted_masks(masks: Mapping[str, ArrayLike], seed: int,
+                   granularity: str = "weight") -> dict[str, np.ndarray]:
     """Shuffles each mask: a random mask with the same per-kernel sparsity.
 
-    This is the paper's random-pruning control for a given ticket.
+    This is the paper's random-pruning control for a given ticket. With
+    `granularity="unit"` whole units (slices along the last axis) are
+    shuffled, so the result prunes as many whole units; with `"N:M"` the
+    weights are shuffled within each group of M along axis -2, so the
+    pattern holds.
 
     Args:
         masks: kernel name -> mask.
         seed: seed of the shuffle.
+        granularity: `"weight"`, `"unit"` or `"N:M"`.
 
     Returns:
         Kernel name -> boolean mask with as many kept weights as the input.
@@ -167,7 +431,18 @@ def permuted_masks(masks: Mapping[str, ArrayLike], seed: int) -> dict[str, np.nd
     2
     """
     _, alive = _standardize(masks, masks)
+    key, params = parse_granularity(granularity)
     rng = np.random.default_rng(seed)
+    if key == "unit":
+        return {name: mask[..., rng.permutation(mask.shape[-1])] for name, mask in alive.items()}
+    if key == "n:m":
+        out = {}
+        for name, mask in alive.items():
+            m = params["m"]
+            moved = np.moveaxis(mask, -2, -1)
+            groups = rng.permuted(moved.reshape(-1, m), axis=1)
+            out[name] = np.moveaxis(groups.reshape(moved.shape), -1, -2)
+        return out
     return {
         name: rng.permutation(mask.reshape(-1)).reshape(mask.shape)
         for name, mask in alive.items()
@@ -262,9 +537,21 @@ def _prune_smallest(
     weights: dict[str, np.ndarray], alive: dict[str, np.ndarray], fraction: float
 ) -> dict[str, np.ndarray]:
     """Removes the `fraction` smallest |w| among alive weights of the pool."""
-    counts = {name: weights[name].size if mask is None else int(np.count_nonzero(mask))
-              for name, mask in alive.items()}
-    k = _count(fraction, sum(counts.values()))
+    counts = _alive_counts(weights, alive)
+    return _prune_exactly(weights, alive, _count(fraction, sum(counts.values())))
+
+
+def _alive_counts(weights: dict[str, np.ndarray],
+                  alive: dict[str, np.ndarray | None]) -> dict[str, int]:
+    return {name: weights[name].size if mask is None else int(np.count_nonzero(mask))
+            for name, mask in alive.items()}
+
+
+def _prune_exactly(
+    weights: dict[str, np.ndarray], alive: dict[str, np.ndarray | None], k: int
+) -> dict[str, np.ndarray]:
+    """Removes the `k` smallest |w| among alive weights of the pool."""
+    counts = _alive_counts(weights, alive)
     if k == 0:
         return {name: np.ones(weights[name].shape, bool) if mask is None else mask.copy()
                 for name, mask in alive.items()}

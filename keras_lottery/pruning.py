@@ -190,6 +190,7 @@ def prune_by_magnitude(
     scope: str = "global",
     rates: Mapping[str, float] | None = None,
     ignore: Iterable[str] = (),
+    granularity: str = "weight",
 ) -> dict[str, np.ndarray]:
     """Prunes the smallest-magnitude remaining weights of the model.
 
@@ -203,32 +204,102 @@ def prune_by_magnitude(
             named layers are pruned at their rate and the rest share the
             global threshold.
         ignore: layer names whose masks are left unchanged.
+        granularity: what one pruned item is (`mask_math.GRANULARITIES`):
+            `"weight"` (single weights), `"unit"` (whole Dense units and
+            Conv filters; `fraction` is then a share of the remaining
+            units, and `keras_lottery.compact` removes them) or `"N:M"`
+            such as `"2:4"` (at most N nonzeros in every M consecutive
+            input weights). `"unit"` and `"N:M"` take Dense and
+            Conv1D/2D/3D layers only, and `"unit"` refuses a layer whose
+            units are the model's outputs (ignore it, or give it rate 0).
 
     Returns:
         The new masks, keyed like `get_masks()` (ignored layers included).
 
     Example:
     >>> masks = prune_by_magnitude(model, 0.2, rates={"dense_2": 0.1})
+    >>> masks = prune_by_magnitude(model, 0.2, scope="layerwise", granularity="unit",
+    ...                            ignore=["dense_2"])
     """
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}. Received: scope={scope!r}")
+    key, _ = mask_math.parse_granularity(granularity)
     rates = _expand_layer_names(model, rates or {}, "rates")
     skip = _expand_layer_names(model, ignore, "ignore")
     masks = get_masks(model)
     kernels = {k: v for k, v in get_kernels(model).items() if k not in skip}
-    prune = (
-        mask_math.global_magnitude_masks
-        if scope == "global"
-        else mask_math.layerwise_magnitude_masks
-    )
-    new = prune(
-        kernels,
-        {k: masks[k] for k in kernels},
-        fraction,
-        {k: r for k, r in rates.items() if k not in skip},
+    rates = {k: r for k, r in rates.items() if k not in skip}
+    if key != "weight":
+        _check_structured(model, set(kernels), rates, granularity)
+    new = mask_math.magnitude_masks(
+        kernels, {k: masks[k] for k in kernels}, fraction, rates,
+        scope=scope, granularity=granularity,
     )
     set_masks(model, new)
     return {**masks, **new}
+
+
+# Layers whose kernels have units on the last axis and inputs on axis -2,
+# as "unit" and "N:M" granularity assume.
+STRUCTURED_LAYERS = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D,
+                     keras.layers.Conv3D)
+
+
+def _check_structured(model: keras.Model, keys: set[str], rates: Mapping[str, float],
+                      granularity: str) -> None:
+    """Raises for layers that unit / n:m granularity cannot prune."""
+    unit = granularity == "unit"
+    for key, wrapper, _ in _slots(model):
+        if key not in keys:
+            continue
+        if not isinstance(wrapper.layer, STRUCTURED_LAYERS):
+            raise ValueError(
+                f"granularity={granularity!r} prunes Dense and Conv1D/2D/3D kernels "
+                f"(units on the last axis, inputs on axis -2); layer {wrapper.name!r} is a "
+                f"{type(wrapper.layer).__name__}. Ignore it (ignore=[{wrapper.name!r}]) or "
+                "use granularity='weight'."
+            )
+    if unit:
+        for wrapper in output_layers(model):
+            for key in wrapper.mask_keys():
+                if key in keys and rates.get(key, 1.0) > 0:
+                    raise ValueError(
+                        f"granularity='unit' cannot remove units of {wrapper.name!r}: its "
+                        "units are the model's outputs. Ignore it "
+                        f"(ignore=[{wrapper.name!r}]) or give it rate 0 "
+                        f"(rates={{{wrapper.name!r}: 0}})."
+                    )
+
+
+def output_layers(model: keras.Model) -> list[MaskedLayer]:
+    """The masked layers whose units are the model's outputs.
+
+    Walks back from each output of a functional or Sequential model
+    through layers without kernels (activations, dropout, reshapes) to the
+    first masked layer. A subclassed model has no graph to walk: empty.
+    """
+    if not compat.is_functional_or_sequential(model):
+        return []
+    producers = {}
+    for layer in model.layers:
+        try:
+            producers[id(layer.output)] = layer
+        except (AttributeError, ValueError):
+            continue
+    found, stack = [], list(model.outputs)
+    while stack:
+        layer = producers.get(id(stack.pop()))
+        if layer is None:
+            continue
+        if isinstance(layer, MaskedLayer):
+            found.append(layer)
+        elif not masked_layers(layer):
+            try:
+                inputs = layer.input
+            except (AttributeError, ValueError):
+                continue
+            stack.extend(inputs if isinstance(inputs, (list, tuple)) else [inputs])
+    return found
 
 
 def prune_randomly(

@@ -38,6 +38,8 @@ class BranchStart:
         pruned_from: returns the trained weights the round's masks were
             pruned from (the previous round's ticket, or the dense round
             in one-shot mode).
+        granularity: the run's pruning granularity (`"weight"`, `"unit"`,
+            `"N:M"`), for controls that keep the mask's structure.
     """
 
     model: keras.Model
@@ -46,6 +48,7 @@ class BranchStart:
     seed: int
     rewind_point: WeightSnapshot
     pruned_from: Callable[[], WeightSnapshot]
+    granularity: str = "weight"
 
 
 Branch = Callable[[BranchStart], None]
@@ -94,8 +97,11 @@ def random_reinit(start: BranchStart) -> None:
 
 @control("random_prune")
 def random_prune(start: BranchStart) -> None:
-    """A random mask with each layer's sparsity, rewound like the ticket."""
-    set_masks(start.model, permuted_masks(start.masks, start.seed))
+    """A random mask with each layer's sparsity, rewound like the ticket.
+
+    The mask's structure is kept: whole units are shuffled for `"unit"`
+    granularity, weights within each group of M for `"N:M"`."""
+    set_masks(start.model, permuted_masks(start.masks, start.seed, start.granularity))
     restore_weights(start.model, start.rewind_point)
 
 

@@ -23,7 +23,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from keras_lottery.mask_math import SCOPES
+from keras_lottery.mask_math import SCOPES, parse_granularity
 from keras_lottery.runner.branches import CONTROLS
 
 MODES = ("iterative", "oneshot")
@@ -60,6 +60,12 @@ class LotteryConfig:
         sparsities: one-shot targets, in percent of weights *remaining* (the
             paper's Pm), e.g. `(50, 20, 10)`.
         scope: `"global"` (one threshold) or `"layerwise"`.
+        granularity: what one pruned item is: `"weight"` (the paper),
+            `"unit"` (whole Dense units and Conv filters, ranked by the
+            norm of their weights; `prune_fraction` and `rates` are then
+            shares of the remaining units; the output layer must get rate
+            0 or be ignored) or `"N:M"` like `"2:4"` (at most N nonzeros
+            in every M consecutive input weights).
         rates: layer name -> own per-round pruning rate (the paper prunes
             output layers at half rate).
         ignore: names of layers that are never pruned.
@@ -125,6 +131,7 @@ class LotteryConfig:
     prune_fraction: float = 0.2
     sparsities: tuple[float, ...] = ()
     scope: str = "global"
+    granularity: str = "weight"
     rates: dict[str, float] = dataclasses.field(default_factory=dict)
     ignore: tuple[str, ...] = ()
     rewind_step: int = 0
@@ -292,6 +299,15 @@ class LotteryConfig:
             )
         _choice("mode", self.mode, MODES)
         _choice("scope", self.scope, SCOPES)
+        parse_granularity(self.granularity)
+        if (self.granularity == "unit" and self.is_preset_model and "output" not in self.ignore
+                and self.rates.get("output", self.prune_fraction) > 0):
+            raise ValueError(
+                "granularity='unit' cannot remove units of the output layer 'output': its units "
+                "are the model's outputs. Give it rate 0 (rates={..., 'output': 0}; on the "
+                "command line --rates ...,output=0) or ignore it. Received: "
+                f"granularity='unit', rates={self.rates!r}, ignore={list(self.ignore)!r}"
+            )
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("strategy", self.strategy, STRATEGIES)
         for control in self.controls:

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from keras_lottery.analysis import early_bird_step, hamming
-from keras_lottery.mask_math import SCOPES
+from keras_lottery.mask_math import magnitude_masks
 from keras_lottery.pruning import _expand_layer_names, get_kernels
 
 
@@ -23,7 +23,7 @@ class EarlyBird:
 
     Args:
         model: the masked model being trained.
-        config: the run's config (`scope`, `prune_fraction`, `rates`,
+        config: the run's config (`scope`, `granularity`, `prune_fraction`, `rates`,
             `eb_every`, `eb_threshold`, `eb_window`, `eb_stop`).
         log: the branch's `BranchLog` (mask distances are logged).
 
@@ -42,7 +42,8 @@ class EarlyBird:
         """Draws the mask at `step`; True if training should stop here."""
         config = self.config
         rates = _expand_layer_names(self.model, config.rates, "rates")
-        masks = SCOPES[config.scope](get_kernels(self.model), None, config.prune_fraction, rates)
+        masks = magnitude_masks(get_kernels(self.model), None, config.prune_fraction, rates,
+                                scope=config.scope, granularity=config.granularity)
         distance = hamming(masks, self.masks[-1]) if self.masks else 1.0
         self.masks.append(masks)
         self.steps.append(step)

@@ -294,7 +294,8 @@ class Engine:
                 target = config.sparsities[r - 1] / 100
                 fraction = config.round_fraction(config.prune_fraction, target)
                 rates = {k: config.round_fraction(v, target) for k, v in config.rates.items()}
-            masks = prune_by_magnitude(self.model, fraction, scope=config.scope, rates=rates)
+            masks = prune_by_magnitude(self.model, fraction, scope=config.scope, rates=rates,
+                                       granularity=config.granularity)
         self.run_dir.save_masks(r, masks)
         return masks
 
@@ -341,7 +342,7 @@ class Engine:
             )
         source = r - 1 if self.config.mode == "iterative" else 0
         start = BranchStart(self.model, masks, r, seed, self.rewind_point,
-                            lambda: self.trained(source))
+                            lambda: self.trained(source), self.config.granularity)
         (branches.ticket if branch == TICKET else branches.CONTROLS[branch])(start)
 
     def _branch(self, r: int, branch: str, masks: dict[str, np.ndarray], start: int,
