@@ -1,4 +1,5 @@
-"""Every private Keras/TensorFlow behaviour keras-lottery relies on.
+"""Every private Keras/TensorFlow behaviour keras-lottery relies on, and
+the helper that imports TensorFlow where it is optional.
 
 Keras 3 has no public API for some things the library must do: list a
 layer's sublayers, swap a kernel for one call, replace a sublayer in place,
@@ -8,6 +9,12 @@ Each is done here, in one small function whose docstring names the version
 behaviour it relies on (checked against Keras 3.15 and TensorFlow 2.21);
 `tests/test_compat.py` pins each of them, so a Keras or TensorFlow upgrade
 that changes one fails there first. No other module touches a private name.
+
+TensorFlow is optional: the library and `LotterySearch` run on any Keras 3
+backend. What only TensorFlow provides (`tf.distribute` strategies, the
+presets' driver and its `tf.data` pipeline, SavedModel export) gets it
+through `import_tensorflow`, which fails with one message naming what to
+install.
 """
 
 from __future__ import annotations
@@ -20,6 +27,39 @@ import keras
 
 if TYPE_CHECKING:
     import tensorflow as tf
+
+# How to get TensorFlow for the features that need it.
+TENSORFLOW_INSTALL = 'pip install "keras-lottery[tensorflow]"'
+
+
+def import_tensorflow(feature: str):
+    """Imports TensorFlow for `feature`, or says what to install.
+
+    Args:
+        feature: what needs it, as the error message names it (e.g.
+            `"tf.distribute strategies"`).
+
+    Returns:
+        The `tensorflow` module.
+
+    Raises:
+        ImportError: if TensorFlow is not installed, naming `feature` and
+            the install command. An installed TensorFlow that fails to
+            import raises its own error.
+
+    Example:
+    >>> tf = import_tensorflow("SavedModel export")
+    """
+    try:
+        import tensorflow as tf
+    except ModuleNotFoundError as error:
+        if error.name != "tensorflow":
+            raise
+        raise ImportError(
+            f"{feature} needs TensorFlow, which is not installed. Install it with: "
+            f"{TENSORFLOW_INSTALL} (or pip install tensorflow-cpu)."
+        ) from None
+    return tf
 
 
 def sublayers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:

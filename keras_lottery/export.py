@@ -108,7 +108,8 @@ def save_ticket(model: keras.Model, path: str | os.PathLike) -> TicketSize:
 
     Args:
         model: a masked (or already stripped) model.
-        path: a `.keras` file, or a directory for a TF SavedModel.
+        path: a `.keras` file, or a directory for a TF SavedModel (needs
+            TensorFlow, on any backend).
 
     Returns:
         A `TicketSize`; `print()` it for a one-line summary.
@@ -122,6 +123,7 @@ def save_ticket(model: keras.Model, path: str | os.PathLike) -> TicketSize:
     if path.endswith(".keras"):
         plain.save(path)
     else:
+        compat.import_tensorflow("SavedModel export (save_ticket to a directory)")
         plain.export(path, verbose=False)
     files = _files(path)
     buffer = io.BytesIO()

@@ -34,7 +34,6 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_lottery import analysis
 from keras_lottery.export import strip
@@ -206,16 +205,25 @@ def structure_report(model: keras.Model, round_index: int = 0) -> dict[str, Any]
 
 def _interleaved_times(models: dict[str, keras.Model], x: np.ndarray, repeats: int = 15) -> dict[str, float]:
     """Median seconds per forward pass of each model, measured alternately."""
-    calls = {name: tf.function(lambda x, m=m: m(x, training=False)) for name, m in models.items()}
+    calls = {name: _compiled_call(m) for name, m in models.items()}
     for call in calls.values():
         call(x)
     samples: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
         for name, call in calls.items():
             began = time.perf_counter()
-            call(x).numpy()
+            keras.ops.convert_to_numpy(call(x))
             samples[name].append(time.perf_counter() - began)
     return {name: float(np.median(s)) for name, s in samples.items()}
+
+
+def _compiled_call(model: keras.Model):
+    """The model's inference call, as a `tf.function` on TensorFlow, eager elsewhere."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(lambda x: model(x, training=False))
+    return lambda x: model(x, training=False)
 
 
 def _dense_head(model: keras.Model) -> list[keras.layers.Layer]:

@@ -372,6 +372,10 @@ def _search(spec: _Spec, roots, tfds_dirs, looked: list[str]):
         )
     for root in tfds_dirs:
         prepared = sorted(root.glob(f"{spec.name}/*/dataset_info.json"))
+        if prepared and not _tfds_installed():
+            looked.append(f"{root / spec.name} (prepared for tensorflow-datasets, which needs "
+                          f"{_TFDS_INSTALL})")
+            continue
         if prepared:
             arrays = _load_tfds(spec, str(root), download=False)
             return arrays, f"tensorflow-datasets ({prepared[-1].parent})"
@@ -391,7 +395,8 @@ def _find(spec: _Spec, data_dir) -> tuple[tuple[np.ndarray, ...], str]:
         return found
 
     if not _tfds_installed():
-        looked.append("tensorflow-datasets download (tensorflow-datasets is not installed)")
+        looked.append(f"tensorflow-datasets download (tensorflow-datasets or TensorFlow is "
+                      f"not installed: {_TFDS_INSTALL})")
     elif not _reachable(spec.download_url):
         host = urllib.parse.urlsplit(spec.download_url).hostname
         looked.append(
@@ -581,10 +586,16 @@ def _select(x: np.ndarray, y: np.ndarray, keep: tuple[int, ...]) -> tuple[np.nda
 # tensorflow-datasets.
 
 
+# tensorflow-datasets and TensorFlow come with this extra.
+_TFDS_INSTALL = 'pip install "keras-lottery[tensorflow]"'
+
+
 def _tfds_installed() -> bool:
+    """Whether tensorflow-datasets and the TensorFlow it runs on are installed."""
     import importlib.util
 
-    return importlib.util.find_spec("tensorflow_datasets") is not None
+    return all(importlib.util.find_spec(name) is not None
+               for name in ("tensorflow_datasets", "tensorflow"))
 
 
 def _reachable(url: str, timeout: float = _NETWORK_TIMEOUT) -> bool:

@@ -3,6 +3,10 @@
 Only the chief writes the run directory and TensorBoard logs; every worker
 computes the same masks from the same (all-reduced) weights, so no mask is
 ever sent between workers and no replica can drift.
+
+This module imports without TensorFlow (`WorkerFailedError`,
+`local_cluster`); a function that needs TensorFlow imports it when called
+and, without it, raises one `ImportError` naming what to install.
 """
 
 from __future__ import annotations
@@ -14,15 +18,25 @@ import os
 import socket
 from collections.abc import Iterator
 
-import tensorflow as tf
+from typing import TYPE_CHECKING
 
 from keras_lottery import compat
 
-# What TensorFlow raises on a worker whose peer died or stopped answering.
-PEER_FAILURES = (
-    tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
-    tf.errors.CancelledError, tf.errors.AbortedError, tf.errors.InternalError,
-)
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+
+def _tf():
+    return compat.import_tensorflow("tf.distribute strategies (keras_lottery.runner.distribute)")
+
+
+def peer_failures() -> tuple[type[Exception], ...]:
+    """What TensorFlow raises on a worker whose peer died or stopped answering."""
+    tf = _tf()
+    return (
+        tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+        tf.errors.CancelledError, tf.errors.AbortedError, tf.errors.InternalError,
+    )
 
 
 class WorkerFailedError(RuntimeError):
@@ -31,6 +45,7 @@ class WorkerFailedError(RuntimeError):
 
 def is_multiworker(strategy: tf.distribute.Strategy) -> bool:
     """Whether `strategy` spans several processes."""
+    tf = _tf()
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
         compat.in_multi_worker_mode(strategy)
     )
@@ -39,9 +54,10 @@ def is_multiworker(strategy: tf.distribute.Strategy) -> bool:
 @contextlib.contextmanager
 def peer_failures_reported(strategy: tf.distribute.Strategy) -> Iterator[None]:
     """Turns TensorFlow's collective errors into a `WorkerFailedError`."""
+    failures = peer_failures()
     try:
         yield
-    except PEER_FAILURES as error:
+    except failures as error:
         if not is_multiworker(strategy):
             raise
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -61,6 +77,7 @@ def check_workers_agree(strategy: tf.distribute.Strategy, value: int, what: str)
     """
     if not is_multiworker(strategy):
         return
+    tf = _tf()
     mine = tf.constant(float(value % (2**31)), tf.float64)
     mean = strategy.reduce("MEAN", strategy.run(lambda: tf.identity(mine)), axis=None)
     spread = strategy.reduce("SUM", strategy.run(lambda: tf.square(mine - mean)), axis=None)
@@ -96,6 +113,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     Example:
     >>> strategy = make_strategy("mirrored")
     """
+    tf = _tf()
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":

@@ -23,8 +23,8 @@ from collections.abc import Callable
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from keras_lottery.compat import import_tensorflow
 from keras_lottery.masked_layer import masked_layers
 from keras_lottery.rewind import WeightSnapshot, snapshot_weights
 from keras_lottery.runner import pipeline
@@ -33,6 +33,7 @@ from keras_lottery.runner.config import LotteryConfig
 from keras_lottery.runner.distribute import peer_failures_reported
 from keras_lottery.runner.early_stop import is_finite
 
+tf = import_tensorflow("The presets' driver (find_ticket, keras-lottery run --preset)")
 
 
 class _NoRetracingWarning(logging.Filter):

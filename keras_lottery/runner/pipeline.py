@@ -14,7 +14,11 @@ stay uint8 in memory and are scaled per batch inside the pipeline.
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
+
+from keras_lottery.compat import import_tensorflow
+
+tf = import_tensorflow("The presets' driver and its tf.data pipeline (find_ticket, "
+                       "keras-lottery run --preset)")
 
 AUTOTUNE = tf.data.AUTOTUNE
 

@@ -17,7 +17,6 @@ from keras_lottery.runner import models
 from keras_lottery.runner.config import LotteryConfig
 from keras_lottery.runner.distribute import check_workers_agree, is_chief, make_strategy
 from keras_lottery.runner.engine import Engine, LotteryResult, run_lock
-from keras_lottery.runner.loop_trainer import LoopTrainer, Splits
 from keras_lottery.runner.rundir import RunDir
 
 
@@ -52,6 +51,8 @@ def find_ticket(config: LotteryConfig, data: data_lib.Dataset | None = None) -> 
             f"find_ticket runs the presets; for model={config.model!r} use "
             "keras_lottery.LotterySearch (or `keras-lottery run --model ... --data ...`)."
         )
+    from keras_lottery.runner.loop_trainer import LoopTrainer  # noqa: F401 (TensorFlow)
+
     strategy = make_strategy(config.strategy)
     chief = is_chief(strategy)
     with run_lock(config, chief):
@@ -59,6 +60,8 @@ def find_ticket(config: LotteryConfig, data: data_lib.Dataset | None = None) -> 
 
 
 def _find_ticket(config: LotteryConfig, data, strategy, chief: bool) -> LotteryResult:
+    from keras_lottery.runner.loop_trainer import LoopTrainer, Splits
+
     run_dir = RunDir.open(config, writable=chief)
     if data is None:
         data = data_lib.load(config.dataset, data_dir=config.data_dir,

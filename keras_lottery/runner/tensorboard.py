@@ -9,26 +9,153 @@ the early-stop iteration, the test metric at early stop and at the end and
 whether the branch diverged, for the ticket and each control; the run's
 hyperparameters (hparams plugin) and the metric-vs-sparsity plot as an
 image. The analyses of `keras-lottery report` go to `RUN_DIR/analysis/`.
+
+Events are written without TensorFlow, on every Keras backend, by
+`EventWriter`: the summary protos TensorFlow 2's `tf.summary` writes
+(float32 scalar tensors, `[30, 3]` float64 histogram buckets, PNG images as
+`[width, height, png]` string tensors, the hparams plugin's session start),
+built with the `tensorboard` package's own protos, in TFRecord-framed event
+files that TensorBoard and its `EventAccumulator` read.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import os
+import socket
+import struct
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
-from tensorboard.plugins.hparams import api as hparams_api
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.plugins.histogram import metadata as histogram_metadata
+from tensorboard.plugins.hparams import summary_v2 as hparams_summary
+from tensorboard.plugins.image import metadata as image_metadata
+from tensorboard.plugins.scalar import metadata as scalar_metadata
+from tensorboard.summary.writer.record_writer import RecordWriter
+from tensorboard.util import tensor_util
 
 from keras_lottery.masked_layer import masked_layers
 from keras_lottery.runner import reports
 
 # Split prefixes of evaluation record keys; `train_eval` is matched before `train`.
 _SPLITS = ("train_eval", "train", "val", "test")
+
+# Buckets per histogram, as in `tf.summary.histogram`.
+HISTOGRAM_BUCKETS = 30
+
+_writer_ids = itertools.count()
+
+
+def histogram_buckets(values: Any, buckets: int = HISTOGRAM_BUCKETS) -> np.ndarray:
+    """The `[buckets, 3]` rows `(left edge, right edge, count)` TensorFlow 2.21's
+    `tf.summary.histogram` computes: equal-width buckets from the minimum to
+    the maximum (the maximum in the last), all of one value in the last
+    bucket with both edges at it, all zeros for no values.
+
+    Example:
+    >>> histogram_buckets([0.0, 1.0, 1.0], buckets=2)[:, 2]
+    array([1., 2.])
+    """
+    data = np.asarray(values, dtype=np.float64).reshape(-1)
+    if data.size == 0:
+        return np.zeros((buckets, 3))
+    low, high = float(data.min()), float(data.max())
+    counts = np.zeros(buckets)
+    if low == high:
+        counts[-1] = data.size
+        edges = np.full(buckets, high)
+        return np.stack([edges, edges, counts], axis=1)
+    index = np.floor((data - low) / ((high - low) / buckets)).astype(np.int64)
+    counts = np.bincount(np.minimum(index, buckets - 1), minlength=buckets).astype(np.float64)
+    edges = np.linspace(low, high, buckets + 1)
+    edges[-1] = high
+    return np.stack([edges[:-1], edges[1:], counts], axis=1)
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    """`(width, height)` from a PNG's IHDR chunk."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
+        raise ValueError("image must be PNG bytes. Received: bytes starting "
+                         f"{png[:16]!r}")
+    return struct.unpack(">II", png[16:24])
+
+
+class EventWriter:
+    """A TensorBoard event file in `logdir`, written without TensorFlow.
+
+    Each instance writes its own file
+    (`events.out.tfevents.<time>.<host>.<pid>.<n>.v2`, the name TensorFlow
+    gives it), synchronously: a call returns after its event is written and
+    flushed to the operating system.
+
+    Args:
+        logdir: the directory (created if missing).
+
+    Example:
+    >>> with EventWriter(logdir) as writer:
+    ...     writer.scalar("val/loss", 0.25, step=100)
+    """
+
+    def __init__(self, logdir: str):
+        os.makedirs(logdir, exist_ok=True)
+        name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
+                f"{os.getpid()}.{next(_writer_ids)}.v2")
+        self.path = os.path.join(logdir, name)
+        self._records = RecordWriter(open(self.path, "wb"))  # noqa: SIM115 - closed by close()
+        self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def _write(self, event: event_pb2.Event) -> None:
+        self._records.write(event.SerializeToString())
+        self._records.flush()
+
+    def summary(self, summary: summary_pb2.Summary, step: int) -> None:
+        """Writes one `Summary` proto at `step`."""
+        self._write(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        """A scalar (float32), as `tf.summary.scalar` writes it."""
+        summary = summary_pb2.Summary()
+        summary.value.add(tag=tag, metadata=scalar_metadata.create_summary_metadata(None, None),
+                          tensor=tensor_util.make_tensor_proto(np.float32(value)))
+        self.summary(summary, step)
+
+    def histogram(self, tag: str, values: Any, step: int) -> None:
+        """A histogram of `values` (any shape), as `tf.summary.histogram` writes it."""
+        summary = summary_pb2.Summary()
+        summary.value.add(tag=tag, metadata=histogram_metadata.create_summary_metadata(None, None),
+                          tensor=tensor_util.make_tensor_proto(histogram_buckets(values),
+                                                               dtype=np.float64))
+        self.summary(summary, step)
+
+    def image(self, tag: str, png: bytes, step: int) -> None:
+        """A PNG image, as `tf.summary.image` writes one image."""
+        width, height = _png_size(png)
+        summary = summary_pb2.Summary()
+        summary.value.add(tag=tag, metadata=image_metadata.create_summary_metadata(None, None),
+                          tensor=tensor_util.make_tensor_proto(
+                              np.array([str(width).encode(), str(height).encode(), png],
+                                       dtype=object)))
+        self.summary(summary, step)
+
+    def hparams(self, hparams: Mapping[str, Any], trial_id: str) -> None:
+        """The hparams plugin's session start for one trial (at step 0)."""
+        self.summary(hparams_summary.hparams_pb(dict(hparams), trial_id=trial_id), 0)
+
+    def close(self) -> None:
+        """Closes the file."""
+        self._records.close()
+
+    def __enter__(self) -> EventWriter:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
 
 def record_tag(key: str) -> str:
@@ -60,7 +187,7 @@ class BranchLog:
     """
 
     def __init__(self, logdir: str, enabled: bool = True):
-        self._writer = tf.summary.create_file_writer(logdir) if enabled else None
+        self._writer = EventWriter(logdir) if enabled else None
 
     def record(self, record: dict[str, float]) -> None:
         """Logs every finite number of one evaluation record at its step.
@@ -71,11 +198,10 @@ class BranchLog:
         """
         if self._writer is None:
             return
-        with self._writer.as_default(step=int(record["step"])):
-            for key, value in record.items():
-                if key != "step" and _loggable(value):
-                    tf.summary.scalar(record_tag(key), value)
-        self._writer.flush()
+        step = int(record["step"])
+        for key, value in record.items():
+            if key != "step" and _loggable(value):
+                self._writer.scalar(record_tag(key), value, step)
 
     def diverged(self, step: int) -> None:
         """Marks the step whose loss became NaN/inf (`diverged` = 1)."""
@@ -85,24 +211,20 @@ class BranchLog:
         """Logs one scalar."""
         if self._writer is None:
             return
-        with self._writer.as_default(step=int(step)):
-            tf.summary.scalar(tag, value)
-        self._writer.flush()
+        self._writer.scalar(tag, value, int(step))
 
     def model_state(self, model: keras.Model, step: int, weights: bool) -> None:
         """Logs per-layer sparsity and mask histograms (and weights)."""
         if self._writer is None:
             return
-        with self._writer.as_default(step=step):
-            for layer in masked_layers(model):
-                for key, kernel, mask in zip(layer.mask_keys(), layer.kernels, layer.masks):
-                    mask = keras.ops.convert_to_numpy(mask)
-                    tf.summary.scalar(f"sparsity/{key}", 1.0 - float(mask.mean()))
-                    tf.summary.histogram(f"masks/{key}", mask)
-                    if weights:
-                        values = keras.ops.convert_to_numpy(kernel)
-                        tf.summary.histogram(f"weights/{key}", values[mask != 0])
-        self._writer.flush()
+        for layer in masked_layers(model):
+            for key, kernel, mask in zip(layer.mask_keys(), layer.kernels, layer.masks):
+                mask = keras.ops.convert_to_numpy(mask)
+                self._writer.scalar(f"sparsity/{key}", 1.0 - float(mask.mean()), step)
+                self._writer.histogram(f"masks/{key}", mask, step)
+                if weights:
+                    values = keras.ops.convert_to_numpy(kernel)
+                    self._writer.histogram(f"weights/{key}", values[mask != 0], step)
 
     def close(self) -> None:
         """Flushes and closes the event file."""
@@ -126,24 +248,21 @@ def write_run_summary(logdir: str, run_name: str, hparams: Mapping[str, Any],
     Example:
     >>> write_run_summary(run_dir.summary_dir, config.run_name, config.to_dict(), rows)
     """
-    writer = tf.summary.create_file_writer(logdir)
-    with writer.as_default():
-        hparams_api.hparams(_hparams(hparams), trial_id=run_name)
+    with EventWriter(logdir) as writer:
+        writer.hparams(_hparams(hparams), trial_id=run_name)
         for row in rows:
             step = int(row["round"])
             prefix = row["branch"]
-            tf.summary.scalar(f"{prefix}/percent_remaining", row["percent_remaining"], step=step)
-            tf.summary.scalar(f"{prefix}/early_stop_iteration", row["early_stop_step"], step=step)
+            writer.scalar(f"{prefix}/percent_remaining", row["percent_remaining"], step)
+            writer.scalar(f"{prefix}/early_stop_iteration", row["early_stop_step"], step)
             for when in ("at_early_stop", "final"):
                 key = f"test_{metric}_{when}"
                 if row.get(key) is not None:
-                    tf.summary.scalar(f"{prefix}/{key}", row[key], step=step)
-            tf.summary.scalar(f"{prefix}/diverged", float(bool(row.get("diverged"))), step=step)
+                    writer.scalar(f"{prefix}/{key}", row[key], step)
+            writer.scalar(f"{prefix}/diverged", float(bool(row.get("diverged"))), step)
         if rows:
             png = reports.plot(rows, title=run_name, metric=metric)
-            image = tf.image.decode_png(png, channels=4)[None]
-            tf.summary.image(f"{metric}_vs_sparsity", image, step=max(int(r["round"]) for r in rows))
-    writer.close()
+            writer.image(f"{metric}_vs_sparsity", png, max(int(r["round"]) for r in rows))
 
 
 def _hparams(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -172,33 +291,31 @@ def write_analysis_summaries(run_dir: str, result: dict[str, Any]) -> str:
     """
     metric = result["metric"]
     logdir = os.path.join(run_dir, "analysis")
-    writer = tf.summary.create_file_writer(logdir)
-    with writer.as_default():
+    with EventWriter(logdir) as writer:
         for row in result["train_test"]:
             if row["gap"] is not None:
                 step = row["round"]
                 for split in ("train", "test"):
-                    tf.summary.scalar(f"train_vs_test/{split}_{metric}_at_early_stop",
-                                      row[f"{split}_{metric}"], step=step)
-                tf.summary.scalar("train_vs_test/gap", row["gap"], step=step)
+                    writer.scalar(f"train_vs_test/{split}_{metric}_at_early_stop",
+                                  row[f"{split}_{metric}"], step)
+                writer.scalar("train_vs_test/gap", row["gap"], step)
         for row in result["stability"]:
-            tf.summary.scalar("mask_stability/jaccard_with_final_ticket", row["jaccard"], step=row["round"])
+            writer.scalar("mask_stability/jaccard_with_final_ticket", row["jaccard"], row["round"])
             for name, value in row["layers"].items():
-                tf.summary.scalar(f"mask_stability_by_layer/{name}", value, step=row["round"])
+                writer.scalar(f"mask_stability_by_layer/{name}", value, row["round"])
         for r, layers in result["layer_sparsity"].items():
             for name, value in layers.items():
-                tf.summary.scalar(f"layer_sparsity/{name}", value, step=int(r))
+                writer.scalar(f"layer_sparsity/{name}", value, int(r))
         for row in result["movement"]:
             values = result["movement_values"][row["round"]]
-            tf.summary.histogram("weight_movement/survivors", values["survivors"], step=row["round"])
-            tf.summary.histogram("weight_movement/pruned", values["pruned"], step=row["round"])
-            tf.summary.scalar("weight_movement/ratio_of_means", row["ratio"], step=row["round"])
+            writer.histogram("weight_movement/survivors", values["survivors"], row["round"])
+            writer.histogram("weight_movement/pruned", values["pruned"], row["round"])
+            writer.scalar("weight_movement/ratio_of_means", row["ratio"], row["round"])
         bird = result["early_bird"]
         if bird and bird.get("step") is not None:
-            tf.summary.scalar("early_bird/step", bird["step"], step=0)
+            writer.scalar("early_bird/step", bird["step"], 0)
         compact = result["structure"]["compacted"]
         if compact:
-            tf.summary.scalar("structure/compacted_speedup", compact["speedup"],
-                              step=result["structure"]["round"])
-    writer.close()
+            writer.scalar("structure/compacted_speedup", compact["speedup"],
+                          result["structure"]["round"])
     return logdir
