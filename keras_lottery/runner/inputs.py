@@ -14,13 +14,22 @@ k, and a resumed branch continues where it stopped. Accepted forms:
   is iterated (shuffle with a seed) for a resumed run to match an
   uninterrupted one.
 - a `keras.utils.PyDataset`: batch `s % len(dataset)`.
+- a function returning a fresh iterable of batches (a Python generator
+  function): its passes one after another, from step s on by skipping s
+  batches. Each call must yield the same batches in the same order.
+- a `torch.utils.data.DataLoader`: epoch e is one pass over it, from step
+  s on by skipping into its epoch. A shuffling loader needs a
+  `generator=torch.Generator()`, which the search reseeds from (seed,
+  epoch) before each pass, so each epoch's order is a function of the step.
 
-Evaluation data is NumPy `(x, y)`, a finite `tf.data.Dataset` or a
-`PyDataset`, evaluated whole.
+Evaluation data is NumPy `(x, y)`, a finite `tf.data.Dataset`, a
+`PyDataset`, a generator function or a `DataLoader`, evaluated whole.
+All of them but `tf.data` work on every Keras backend.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 from collections.abc import Iterator
@@ -30,12 +39,36 @@ import keras
 import numpy as np
 
 _ACCEPTED = ("a tf.data.Dataset of (inputs, targets) batches, a keras.utils.PyDataset, "
+             "a torch.utils.data.DataLoader, a function returning a generator of batches, "
              "or a NumPy (x, y) pair")
 
 
 def _is_tf_dataset(value: Any) -> bool:
     module = type(value).__module__
     return module.startswith("tensorflow") and hasattr(value, "element_spec")
+
+
+def _is_dataloader(value: Any) -> bool:
+    return type(value).__module__.startswith("torch.utils.data") and hasattr(value, "batch_sampler")
+
+
+def _is_generator_function(value: Any) -> bool:
+    return callable(value) and not isinstance(value, (keras.Model, keras.utils.PyDataset))
+
+
+def _refuse_iterator(value: Any, what: str) -> None:
+    """A generator object (or other one-pass iterator) cannot be replayed."""
+    if hasattr(value, "__next__") and not _is_tf_dataset(value):
+        raise ValueError(
+            f"{what} is a one-pass iterator ({type(value).__name__}); the search replays "
+            "the data (every round, and on resume), so pass the function that makes it "
+            "(e.g. `make_batches`, not `make_batches()`)."
+        )
+
+
+def _as_tuple(batch: Any) -> Any:
+    """Keras takes a batch as a tuple; DataLoaders collate pairs into lists."""
+    return tuple(batch) if isinstance(batch, list) else batch
 
 
 def _is_pair(value: Any) -> bool:
@@ -68,7 +101,7 @@ class TrainData:
     """
 
     source: Any
-    kind: str  # "arrays", "tf.data" or "pydataset"
+    kind: str  # "arrays", "tf.data", "pydataset", "generator" or "dataloader"
     batch_size: int | None
     seed: int
 
@@ -78,7 +111,9 @@ class TrainData:
 
         Args:
             train: NumPy `(x, y)` or `(x, y, sample_weight)`, a
-                `tf.data.Dataset` of batches, or a `keras.utils.PyDataset`.
+                `tf.data.Dataset` of batches, a `keras.utils.PyDataset`, a
+                function returning a generator of batches, or a
+                `torch.utils.data.DataLoader`.
             batch_size: batch size for NumPy input (ignored otherwise).
             seed: seed of the NumPy order.
 
@@ -93,6 +128,12 @@ class TrainData:
             return cls(train, "tf.data", None, seed)
         if isinstance(train, keras.utils.PyDataset):
             return cls(train, "pydataset", None, seed)
+        if _is_dataloader(train):
+            _check_dataloader(train)
+            return cls(train, "dataloader", None, seed)
+        _refuse_iterator(train, "The training data")
+        if _is_generator_function(train):
+            return cls(train, "generator", None, seed)
         if _is_pair(train):
             arrays = tuple(keras.tree.map_structure(np.asarray, part) for part in train)
             n = _length(arrays, "the training data")
@@ -115,6 +156,10 @@ class TrainData:
             return self.source.repeat().skip(start)
         if self.kind == "pydataset":
             return _pydataset_stream(self.source, start)
+        if self.kind == "generator":
+            return _generator_stream(self.source, start)
+        if self.kind == "dataloader":
+            return _dataloader_stream(self.source, self.seed, start)
         return _array_stream(self.source, self.batch_size, self.seed, start)
 
     def fingerprint(self) -> str:
@@ -145,6 +190,60 @@ def _pydataset_stream(dataset: keras.utils.PyDataset, start: int) -> Iterator[An
         step += 1
 
 
+def _generator_stream(make: Any, start: int) -> Iterator[Any]:
+    skip = start
+    while True:
+        empty = True
+        for batch in make():
+            empty = False
+            if skip:
+                skip -= 1
+                continue
+            yield _as_tuple(batch)
+        if empty:
+            raise ValueError(f"The training generator function {_name(make)} yielded no batch.")
+
+
+def _check_dataloader(loader: Any) -> None:
+    import torch.utils.data
+
+    try:
+        length = len(loader)
+    except TypeError:  # an IterableDataset without __len__
+        raise ValueError(
+            "A torch DataLoader over an IterableDataset has no length, so a step cannot be "
+            "placed in an epoch: use a map-style Dataset, or pass a function returning a "
+            "generator of batches. Received: a DataLoader over "
+            f"{type(loader.dataset).__name__}"
+        ) from None
+    if not length:
+        raise ValueError("The training DataLoader is empty (len(loader) == 0).")
+    if isinstance(loader.sampler, torch.utils.data.RandomSampler) and loader.generator is None:
+        raise ValueError(
+            "A shuffling torch DataLoader needs a generator the search can seed, so that "
+            "every round and a resumed run see the same order: DataLoader(..., shuffle=True, "
+            "generator=torch.Generator()). Received: shuffle=True and generator=None"
+        )
+
+
+def _dataloader_stream(loader: Any, seed: int, start: int) -> Iterator[Any]:
+    length = len(loader)
+    epoch, skip = divmod(start, length)
+    while True:
+        if loader.generator is not None:
+            loader.generator.manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+        for batch in loader:
+            if skip:
+                skip -= 1
+                continue
+            yield _as_tuple(batch)
+        epoch += 1
+
+
+def _name(value: Any) -> str:
+    return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', type(value).__name__)}"
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalData:
     """One evaluation split, evaluated whole with `model.evaluate`."""
@@ -159,6 +258,11 @@ class EvalData:
             return cls(data, "tf.data")
         if isinstance(data, keras.utils.PyDataset):
             return cls(data, "pydataset")
+        if _is_dataloader(data):
+            return cls(data, "dataloader")
+        _refuse_iterator(data, what)
+        if _is_generator_function(data):
+            return cls(data, "generator")
         if _is_pair(data):
             arrays = tuple(keras.tree.map_structure(np.asarray, part) for part in data)
             _length(arrays, what)
@@ -171,6 +275,9 @@ class EvalData:
             x, y, *weights = self.source
             logs = model.evaluate(x, y, sample_weight=weights[0] if weights else None,
                                   batch_size=batch_size, verbose=0, return_dict=True)
+        elif self.kind in ("generator", "dataloader"):
+            batches = self.source() if self.kind == "generator" else self.source
+            logs = model.evaluate((_as_tuple(b) for b in batches), verbose=0, return_dict=True)
         else:
             logs = model.evaluate(self.source, verbose=0, return_dict=True)
         return {k: float(keras.ops.convert_to_numpy(v)) for k, v in logs.items()}
@@ -189,6 +296,13 @@ def _fingerprint(source: Any, kind: str) -> str:
     elif kind == "tf.data":
         digest.update(repr(source.element_spec).encode())
         digest.update(str(int(source.cardinality())).encode())
+    elif kind == "generator":
+        digest.update(_name(source).encode())
+    elif kind == "dataloader":
+        digest.update(f"{_name(type(source.dataset))}:{source.batch_size}:"
+                      f"{type(source.sampler).__name__}".encode())
+        with contextlib.suppress(TypeError):  # an IterableDataset has no length
+            digest.update(f":{len(source.dataset)}:{len(source)}".encode())
     else:
         digest.update(f"{type(source).__module__}.{type(source).__qualname__}:{len(source)}".encode())
     return digest.hexdigest()[:12]

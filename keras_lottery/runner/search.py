@@ -284,9 +284,13 @@ def _first_inputs(data: SearchData) -> Any:
 
 
 def _strategy(strategy: Any):
-    """None, a strategy name, or a `tf.distribute.Strategy` -> strategy or None."""
+    """None, a strategy name, a `keras.distribution.Distribution` (JAX's
+    `DataParallel`...: the model is built and trained inside its `scope()`)
+    or a `tf.distribute.Strategy` -> strategy or None."""
     if strategy is None or strategy == "default":
         return None
+    if isinstance(strategy, keras.distribution.Distribution):
+        return strategy
     if isinstance(strategy, str):
         if strategy != "mirrored":
             raise ValueError(
