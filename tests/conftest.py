@@ -7,13 +7,46 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-# MirroredStrategy tests need two devices; split the CPU before TF starts.
-_cpus = tf.config.list_physical_devices("CPU")
-tf.config.set_logical_device_configuration(
-    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
-)
+try:
+    import tensorflow as tf  # noqa: E402
+except ModuleNotFoundError as _error:  # the JAX and PyTorch suites of .ci/run
+    if _error.name != "tensorflow":
+        raise
+    tf = None
+
+if tf is not None:
+    # MirroredStrategy tests need two devices; split the CPU before TF starts.
+    _cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+
+# The tests that run on every Keras backend, TensorFlow not installed
+# (`.ci/run` runs them with KERAS_BACKEND=jax and =torch): everything in
+# tests/backends/ and these files. They are marked `backend_independent`.
+# Without TensorFlow the other test files (which import it or run the
+# presets' TensorFlow driver) are not collected: the TensorFlow suite runs them.
+BACKEND_INDEPENDENT_FILES = ("test_masks.py", "test_files.py", "test_lock.py", "test_reports.py",
+                             "test_rewind.py")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if tf is None:
+    collect_ignore = sorted(
+        name for name in os.listdir(_HERE)
+        if name.endswith(".py") and name != "conftest.py" and name not in BACKEND_INDEPENDENT_FILES
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = os.path.abspath(str(item.fspath))
+        if (path.startswith(os.path.join(_HERE, "backends") + os.sep)
+                or os.path.dirname(path) == _HERE and os.path.basename(path) in BACKEND_INDEPENDENT_FILES):
+            item.add_marker(pytest.mark.backend_independent)
+
+
+def pytest_report_header(config):
+    return f"keras backend: {keras.backend.backend()}, tensorflow: {tf.__version__ if tf else 'not installed'}"
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,64 @@
+"""Backend-neutral helpers of the any-backend tests: small models, real data, gradients."""
+
+import keras
+import numpy as np
+
+
+def digits():
+    """scikit-learn's bundled real handwritten digits (8x8, 10 classes), offline:
+    (x_train, y_train), (x_val, y_val), (x_test, y_test)."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype("float32")
+    y = y.astype("int64")
+    return (x[:1200], y[:1200]), (x[1200:1500], y[1200:1500]), (x[1500:], y[1500:])
+
+
+def mlp(seed: int = 0, inputs: int = 64, classes: int = 10) -> keras.Model:
+    """A small functional MLP: inputs -> 32 -> 16 -> classes."""
+    keras.utils.set_random_seed(seed)
+    x = keras.Input((inputs,))
+    h = keras.layers.Dense(32, activation="relu", name="fc1")(x)
+    h = keras.layers.Dense(16, activation="relu", name="fc2")(h)
+    return keras.Model(x, keras.layers.Dense(classes, name="output")(h))
+
+
+def compiled(model: keras.Model, optimizer="adam") -> keras.Model:
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def build_model() -> keras.Model:
+    """The builder LotterySearch calls (seeded: the same θ0 every call)."""
+    return compiled(mlp(0), keras.optimizers.Adam(3e-3))
+
+
+def gradients(model: keras.Model, x: np.ndarray) -> list[np.ndarray]:
+    """d sum(model(x)^2) / d trainable variables, with the backend's own autodiff."""
+    backend = keras.backend.backend()
+    variables = model.trainable_variables
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in variables]
+        fixed = [v.value for v in model.non_trainable_variables]
+
+        def loss(values):
+            out, _ = model.stateless_call(values, fixed, x)
+            return jax.numpy.sum(out ** 2)
+
+        return [np.asarray(g) for g in jax.grad(loss)(trainable)]
+    if backend == "torch":
+        for v in variables:
+            v.value.grad = None
+        out = model(x)
+        (out ** 2).sum().backward()
+        return [v.value.grad.detach().cpu().numpy() for v in variables]
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(model(x)))
+    return [np.asarray(g) for g in tape.gradient(loss, variables)]
