@@ -11,9 +11,12 @@ for the presets), training, run directories, TensorBoard, reports and the
 
 # The library.
 from keras_lottery import analysis
+from keras_lottery.compact import CompactReport, compact, compact_report
 from keras_lottery.export import TicketSize, save_ticket, strip
 from keras_lottery.mask_math import (
+    GRANULARITIES,
     SCOPES,
+    magnitude_masks,
     global_magnitude_masks,
     layerwise_magnitude_masks,
     mask_overlap,

@@ -14,7 +14,8 @@
   training, against those it removes (the paper: winners move the most);
 - `early_bird`: the Early-Bird step of the dense round, if it was tracked;
 - `structure`: whole neurons/filters left without weights in the last
-  ticket, and the speed of the model with them physically removed.
+  ticket, and the speed of the model with them physically removed
+  (`keras_lottery.compact`).
 
 This module only computes: `reports.format_report` and
 `reports.plot_analyses` present the result, and
@@ -36,8 +37,9 @@ import keras
 import numpy as np
 
 from keras_lottery import analysis
+from keras_lottery.compact import compact_report
 from keras_lottery.export import strip
-from keras_lottery.pruning import get_kernels, set_masks
+from keras_lottery.pruning import get_kernels, output_layers, set_masks
 from keras_lottery.rewind import WeightSnapshot, restore_weights, snapshot_weights
 from keras_lottery.runner.rebuild import masked_model
 from keras_lottery.runner.rundir import TICKET, RunDir
@@ -173,31 +175,38 @@ def _final_ticket_agreement(trained: dict[str, np.ndarray], mask: dict[str, np.n
 def structure_report(model: keras.Model, round_index: int = 0) -> dict[str, Any]:
     """Dead units per layer, and the speed of the physically compacted model.
 
-    A hidden Dense unit whose incoming weights are all pruned outputs a
-    constant (its activated bias), which is folded into the next layer's
-    bias; one whose outgoing weights are all pruned feeds nothing. Both are
-    removed from the model's trailing chain of Dense layers (the whole of
-    LeNet, the fc head of the Conv nets); convolution filters are only
-    counted.
+    `keras_lottery.compact` removes every dead unit and channel (all
+    incoming weights pruned: its constant output is folded into the next
+    layer's bias; all outgoing weights pruned: nothing reads it) wherever
+    the graph allows (Dense and Conv chains, pooling, Flatten,
+    BatchNorm); the compacted model's forward pass is timed against the
+    ticket's.
 
     Returns:
         `{"round", "layers": {kernel: {"units", "dead"}}, "compacted":
-        {"units_before", "units_after", "max_abs_diff", "speedup"} or None}`.
+        {"units_before", "units_after" (hidden units: every Dense/Conv
+        layer but the outputs), "params_before", "params_after",
+        "max_abs_diff", "speedup", "ms_ticket", "ms_compacted"} or None}`
+        (None for a model compaction cannot follow, e.g. subclassed).
     """
     kernels = get_kernels(model)
     layers = {name: analysis.dead_units(k) for name, k in kernels.items()}
-    plain = strip(model)
-    compact = _compact_dense_head(plain)
     result: dict[str, Any] = {"round": round_index, "layers": layers, "compacted": None}
-    if compact is None:
+    plain = strip(model)
+    try:
+        report = compact_report(plain)
+    except ValueError:
         return result
-    compacted, before, after = compact
+    outputs = {layer.name for layer in output_layers(model)}
+    hidden = [units for name, units in report.units.items() if name not in outputs]
+    compacted = report.model
     x = np.random.default_rng(0).normal(size=(1000, *plain.input_shape[1:])).astype("float32")
     diff = float(np.max(np.abs(np.asarray(plain(x)) - np.asarray(compacted(x)))))
     times = _interleaved_times({"ticket": plain, "compacted": compacted}, x)
     result["compacted"] = {
-        "units_before": before, "units_after": after, "max_abs_diff": diff,
-        "speedup": times["ticket"] / times["compacted"],
+        "units_before": sum(b for _, b in hidden), "units_after": sum(a for a, _ in hidden),
+        "params_before": report.params_before, "params_after": report.params_after,
+        "max_abs_diff": diff, "speedup": times["ticket"] / times["compacted"],
         "ms_ticket": 1000 * times["ticket"], "ms_compacted": 1000 * times["compacted"],
     }
     return result
@@ -224,38 +233,3 @@ def _compiled_call(model: keras.Model):
 
         return tf.function(lambda x: model(x, training=False))
     return lambda x: model(x, training=False)
-
-
-def _dense_head(model: keras.Model) -> list[keras.layers.Layer]:
-    """The trailing Dense layers of a functional chain (Dropout skipped)."""
-    head = []
-    for layer in reversed(model.layers):
-        if isinstance(layer, keras.layers.Dense):
-            head.append(layer)
-        elif not isinstance(layer, keras.layers.Dropout):
-            break
-    return head[::-1]
-
-
-def _compact_dense_head(model: keras.Model):
-    """`(compacted model, units before, units after)` or None if no head."""
-    head = _dense_head(model)
-    if len(head) < 2:
-        return None
-    weights = [[w.copy() for w in layer.get_weights()] for layer in head]
-    before = sum(w[0].shape[1] for w in weights[:-1])
-    for i in range(len(head) - 1):
-        (kernel, bias), (next_kernel, next_bias) = weights[i], weights[i + 1]
-        no_input = ~kernel.any(axis=0)
-        constant = keras.ops.convert_to_numpy(head[i].activation(bias))
-        next_bias += (constant * no_input) @ next_kernel  # fold the constants
-        keep = ~no_input & next_kernel.any(axis=1)
-        weights[i] = [kernel[:, keep], bias[keep]]
-        weights[i + 1] = [next_kernel[keep], next_bias]
-    after = sum(w[0].shape[1] for w in weights[:-1])
-    x = head[0].input
-    for layer, (kernel, bias) in zip(head, weights):
-        dense = keras.layers.Dense(kernel.shape[1], activation=layer.activation, name=layer.name)
-        x = dense(x)
-        dense.set_weights([kernel, bias])
-    return keras.Model(model.input, x), before, after
