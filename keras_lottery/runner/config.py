@@ -401,7 +401,7 @@ def is_import_path(text: str) -> bool:
 
 def _short(path: str) -> str:
     """The function name of an import path, safe for a directory name."""
-    name = path.rpartition(":")[2].rpartition(".")[2]
+    name = path.partition("#")[0].rpartition(":")[2].rpartition(".")[2]
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name).strip("_") or "model"
 
 

@@ -296,8 +296,16 @@ class Engine:
                 rates = {k: config.round_fraction(v, target) for k, v in config.rates.items()}
             masks = prune_by_magnitude(self.model, fraction, scope=config.scope, rates=rates,
                                        granularity=config.granularity)
-        self.run_dir.save_masks(r, masks)
+        self.run_dir.save_masks(r, self._stored_names(masks))
         return masks
+
+    def _stored_names(self, masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Masks keyed as the run directory first stored them, so every
+        `masks.npz` of a run uses one set of layer names (automatic names
+        differ between builds of one architecture in one process)."""
+        stored = self.run_dir.masks(0)
+        names = list(stored) if stored is not None and len(stored) == len(masks) else list(masks)
+        return dict(zip(names, masks.values()))
 
     def trained(self, r: int) -> WeightSnapshot:
         """Round r's trained ticket weights (from memory or the run dir).

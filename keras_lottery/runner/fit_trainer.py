@@ -189,6 +189,7 @@ class FitTrainer:
                 epochs=math.ceil((self.steps - self.start) / every),
                 initial_epoch=(self.step - self.start) // every,
                 callbacks=[engine, *self.callbacks],
+                shuffle=False,  # the stream is already in the search's (seeded) order
                 verbose=1 if self.verbose == 1 and sys.stdout.isatty() else 0,
             )
         except MonitorError:
@@ -203,9 +204,11 @@ class FitTrainer:
     def _record(self, train_logs: dict[str, Any]) -> dict[str, float]:
         record: dict[str, float] = {"step": self.step}
         record.update({f"train_{k}": _float(v) for k, v in train_logs.items()})
-        if not train_logs:
-            record["train_loss"] = float("nan")
-        record.update(self.data.evaluate(self.model))
+        evaluated = self.data.evaluate(self.model)
+        if not train_logs:  # before training: the training keys, not yet measured
+            names = {k.partition("_")[2] for k in evaluated} or {"loss"}
+            record.update({f"train_{name}": float("nan") for name in sorted(names)})
+        record.update(evaluated)
         if not self.history and self.monitor not in record:
             raise MonitorError(
                 f"monitor={self.monitor!r} is not a key that evaluation produces. "
