@@ -38,7 +38,8 @@ setup(
         "tfmot": ["tensorflow-model-optimization>=0.8", "tf_keras"],
         # scikit-learn ships the small real datasets the tests train on offline
         # (load_digits, load_breast_cancer, load_diabetes).
-        "dev": ["pytest>=7", "scikit-learn"],
+        "dev": ["pytest>=7", "scikit-learn", "ai-edge-litert"],
+        "tflite": ["ai-edge-litert"],  # the LiteRT interpreter that runs exported .tflite files
     },
     entry_points={"console_scripts": ["keras-lottery=keras_lottery.runner.cli:main"]},
     classifiers=[
