@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", help="a run directory")
     export.add_argument("--round", type=int, required=True, help="the round to export")
     export.add_argument("out", help="output directory")
+    export.add_argument("--format", type=_parse_list(str), default=None, dest="formats",
+                        help="comma-separated formats, each checked on real test inputs: "
+                             "keras, savedmodel, compact, tflite, tflite_sparse, "
+                             "tflite_sparse_int8 (default: OUT/savedmodel and OUT/ticket.keras)")
     commands.add_parser("presets", help="list the presets and their sources")
     compare = commands.add_parser(
         "compare-scopes", help="global vs layer-wise pruning on one dense training")
@@ -233,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                        "verbose", "controls") if hasattr(args, k)}
             commands.transfer(args.run_dir, args.round, args.dataset, args.classes, **overrides)
         else:
-            commands.export(args.run_dir, args.round, args.out)
+            commands.export(args.run_dir, args.round, args.out, args.formats)
     except (ValueError, FileNotFoundError, DatasetNotFoundError, WorkerFailedError,
             BranchFailedError, DivergedError, RunLockedError) as error:
         if os.environ.get("KERAS_LOTTERY_TRACEBACK"):
