@@ -110,6 +110,24 @@ def is_functional_or_sequential(model: keras.layers.Layer) -> bool:
     return isinstance(model, (keras.Sequential, Functional))
 
 
+def is_distribution(value: Any) -> bool:
+    """Whether `value` is a `keras.distribution` distribution (`DataParallel`,
+    `ModelParallel`).
+
+    Keras 3.15 exports the subclasses but not their base class: this imports
+    `keras.src.distribution.distribution_lib.Distribution`, the class whose
+    `scope()` makes Keras build variables with its layouts and shard the
+    input batches (on JAX).
+
+    Example:
+    >>> is_distribution(keras.distribution.DataParallel(devices=["cpu:0"]))
+    True
+    """
+    from keras.src.distribution.distribution_lib import Distribution
+
+    return isinstance(value, Distribution)
+
+
 def set_attribute_untracked(obj: object, name: str, value: Any) -> None:
     """Sets `obj.<name> = value` without Keras or TensorFlow tracking it.
 

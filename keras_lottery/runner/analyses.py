@@ -201,7 +201,8 @@ def structure_report(model: keras.Model, round_index: int = 0) -> dict[str, Any]
     hidden = [units for name, units in report.units.items() if name not in outputs]
     compacted = report.model
     x = np.random.default_rng(0).normal(size=(1000, *plain.input_shape[1:])).astype("float32")
-    diff = float(np.max(np.abs(np.asarray(plain(x)) - np.asarray(compacted(x)))))
+    diff = float(np.max(np.abs(keras.ops.convert_to_numpy(plain(x))
+                               - keras.ops.convert_to_numpy(compacted(x)))))
     times = _interleaved_times({"ticket": plain, "compacted": compacted}, x)
     result["compacted"] = {
         "units_before": sum(b for _, b in hidden), "units_after": sum(a for a, _ in hidden),

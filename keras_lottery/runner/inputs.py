@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -277,7 +278,9 @@ class EvalData:
                                   batch_size=batch_size, verbose=0, return_dict=True)
         elif self.kind in ("generator", "dataloader"):
             batches = self.source() if self.kind == "generator" else self.source
-            logs = model.evaluate((_as_tuple(b) for b in batches), verbose=0, return_dict=True)
+            with warnings.catch_warnings():  # Keras 3.15 warns when a finite generator ends
+                warnings.filterwarnings("ignore", message="Your input ran out of data")
+                logs = model.evaluate((_as_tuple(b) for b in batches), verbose=0, return_dict=True)
         else:
             logs = model.evaluate(self.source, verbose=0, return_dict=True)
         return {k: float(keras.ops.convert_to_numpy(v)) for k, v in logs.items()}

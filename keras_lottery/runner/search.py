@@ -289,7 +289,7 @@ def _strategy(strategy: Any):
     or a `tf.distribute.Strategy` -> strategy or None."""
     if strategy is None or strategy == "default":
         return None
-    if isinstance(strategy, keras.distribution.Distribution):
+    if compat.is_distribution(strategy):
         return strategy
     if isinstance(strategy, str):
         if strategy != "mirrored":
