@@ -10,7 +10,7 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 import keras_lottery as kl
 from conftest import tiny_config
-from keras_lottery.runner import tensorboard
+from keras_lottery.runner import reports, tensorboard
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +123,37 @@ def test_run_summary_of_another_metric_with_a_diverged_control(tmp_path):
     assert info.hparams["dropout"].WhichOneof("kind") == "bool_value"
     assert info.hparams["dropout"].bool_value is False
     assert "name" not in info.hparams
+
+
+def test_event_writer_writes_what_tf_summary_writes(tmp_path):
+    """The TensorFlow-free writer against tf.summary: same plugins, dtypes, shapes, values."""
+    rng = np.random.default_rng(0)
+    values = {"spread": rng.normal(size=5000).astype("float32"), "one_value": np.full(7, 0.5),
+              "empty": np.zeros(0), "mask": (rng.random(300) < 0.2).astype("float32")}
+    png = reports.plot([{"round": 0, "branch": "ticket", "percent_remaining": 100.0,
+                         "early_stop_step": 1, "test_accuracy_at_early_stop": 0.5}])
+    writer = tf.summary.create_file_writer(str(tmp_path / "tf"))
+    with writer.as_default(step=3):
+        tf.summary.scalar("s", 0.1)
+        for tag, v in values.items():
+            tf.summary.histogram(tag, v)
+        tf.summary.image("plot", tf.image.decode_png(png, channels=4)[None])
+    writer.close()
+    with tensorboard.EventWriter(str(tmp_path / "ours")) as ours:
+        ours.scalar("s", 0.1, 3)
+        for tag, v in values.items():
+            ours.histogram(tag, v, 3)
+        ours.image("plot", png, 3)
+    theirs, mine = _events(str(tmp_path / "tf")), _events(str(tmp_path / "ours"))
+    assert sorted(theirs.Tags()["tensors"]) == sorted(mine.Tags()["tensors"])
+    for tag in ["s", *values]:
+        a, b = theirs.Tensors(tag)[0], mine.Tensors(tag)[0]
+        assert (a.step, a.tensor_proto.dtype) == (b.step, b.tensor_proto.dtype)
+        np.testing.assert_allclose(tf.make_ndarray(b.tensor_proto), tf.make_ndarray(a.tensor_proto),
+                                   rtol=1e-12, err_msg=tag)
+        assert (theirs.SummaryMetadata(tag).plugin_data.plugin_name
+                == mine.SummaryMetadata(tag).plugin_data.plugin_name)
+    a, b = (tf.make_ndarray(acc.Tensors("plot")[0].tensor_proto) for acc in (theirs, mine))
+    assert list(a[:2]) == list(b[:2])  # width, height
+    np.testing.assert_array_equal(tf.image.decode_png(b[2], channels=4), tf.image.decode_png(a[2], channels=4))
+    assert mine.SummaryMetadata("plot").plugin_data.plugin_name == "images"
