@@ -251,6 +251,7 @@ class EvalData:
 
     source: Any
     kind: str
+    _batches: Any = dataclasses.field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, data: Any, what: str) -> EvalData:
@@ -272,7 +273,9 @@ class EvalData:
 
     def evaluate(self, model: keras.Model, batch_size: int) -> dict[str, float]:
         """`model.evaluate` on the whole split, as a dict of floats."""
-        if self.kind == "arrays":
+        if self.kind == "arrays" and keras.backend.backend() == "tensorflow":
+            logs = model.evaluate(self._tf_batches(batch_size), verbose=0, return_dict=True)
+        elif self.kind == "arrays":
             x, y, *weights = self.source
             logs = model.evaluate(x, y, sample_weight=weights[0] if weights else None,
                                   batch_size=batch_size, verbose=0, return_dict=True)
@@ -287,6 +290,16 @@ class EvalData:
 
     def fingerprint(self) -> str:
         return _fingerprint(self.source, self.kind)
+
+    def _tf_batches(self, batch_size: int) -> Any:
+        """The arrays as a `tf.data.Dataset`, built once: `model.evaluate`
+        on arrays would copy them into a new dataset at every evaluation."""
+        if self._batches is None:
+            import tensorflow as tf
+
+            batches = tf.data.Dataset.from_tensor_slices(self.source).batch(batch_size)
+            object.__setattr__(self, "_batches", batches.prefetch(tf.data.AUTOTUNE))
+        return self._batches
 
 
 def _fingerprint(source: Any, kind: str) -> str:
