@@ -22,7 +22,7 @@ import shutil
 import sys
 
 import keras_lottery as kl
-from keras_lottery.runner import commands
+from keras_lottery.runner import commands, reports
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
 
@@ -93,7 +93,7 @@ def main() -> None:
          f"The dense round's masks never settled within {args.steps} steps."),
         "## 3. Global vs layer-wise pruning",
         "Both prune the same dense training (`keras-lottery compare-scopes`):",
-        commands.scope_table(scopes),
+        reports.scope_table(scopes),
         _layer_profile(scopes),
         "## 4. Ticket transfer",
         (f"A ticket found on classes 0-4 (round 6, "

@@ -20,7 +20,8 @@ from keras_lottery.runner.search import LotterySearch
 
 # LotteryConfig fields that LotterySearch takes as they are.
 _SEARCH_ARGS = ("mode", "rounds", "prune_fraction", "sparsities", "scope", "rates", "ignore",
-                "rewind_step", "controls", "monitor", "monitor_mode", "on_divergence",
+                "rewind_step", "rewind_candidates", "stability_threshold", "stability_points",
+                "controls", "monitor", "monitor_mode", "on_divergence",
                 "eb_every", "eb_threshold", "eb_window", "eb_stop", "masks_from", "seed",
                 "logdir", "name", "checkpoint_every", "verbose")
 
@@ -201,21 +202,5 @@ def compare_scopes(config: LotteryConfig) -> dict[str, LotteryResult]:
             RunDir.open(scoped).adopt_dense_round(first)
         results[scope] = run(scoped)
         first = RunDir.load(results[scope].run_dir)
-    print(scope_table(results))
+    print(report_lib.scope_table(results))
     return results
-
-
-def scope_table(results: dict[str, LotteryResult]) -> str:
-    """Side-by-side rounds of a global and a layer-wise run."""
-    lines = ["| round | " + " | ".join(f"{s}: % remaining | {s}: test acc @ES | {s}: ES iter"
-                                         for s in results) + " |",
-             "|---|" + "---|---|---|" * len(results)]
-    by_scope = {s: {row["round"]: row for row in r.branch()} for s, r in results.items()}
-    for r in sorted(next(iter(by_scope.values()))):
-        cells = [str(r)]
-        for scope in results:
-            row = by_scope[scope].get(r)
-            cells += ([f"{row['percent_remaining']:.1f}", f"{row['test_accuracy_at_early_stop']:.4f}",
-                       str(row["early_stop_step"])] if row else ["", "", ""])
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)

@@ -363,3 +363,27 @@ def plot_analyses(result: dict[str, Any], path: str) -> str:
     """
     _png(analyses_figure(result), path)
     return path
+
+
+def scope_table(results: dict[str, Any]) -> str:
+    """Side-by-side rounds of a global and a layer-wise run.
+
+    Args:
+        results: scope -> `LotteryResult` of `keras-lottery compare-scopes`.
+
+    Returns:
+        A Markdown table: per round, each scope's percent remaining, test
+        accuracy at early stop and early-stop iteration.
+    """
+    lines = ["| round | " + " | ".join(f"{s}: % remaining | {s}: test acc @ES | {s}: ES iter"
+                                         for s in results) + " |",
+             "|---|" + "---|---|---|" * len(results)]
+    by_scope = {s: {row["round"]: row for row in r.branch()} for s, r in results.items()}
+    for r in sorted(next(iter(by_scope.values()))):
+        cells = [str(r)]
+        for scope in results:
+            row = by_scope[scope].get(r)
+            cells += ([f"{row['percent_remaining']:.1f}", f"{row['test_accuracy_at_early_stop']:.4f}",
+                       str(row["early_stop_step"])] if row else ["", "", ""])
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
