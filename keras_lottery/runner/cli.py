@@ -3,6 +3,7 @@
     keras-lottery run --preset lenet300 --dataset fashion_mnist --steps 2000 --rounds 3
     keras-lottery run --model mypkg.nets:build --data mypkg.data:load --rounds 3 --steps 300
     keras-lottery report runs/lenet300_fashion_mnist_iterative_1a2b3c4d
+    keras-lottery instability runs/lenet300_... --round 3 --rewind-steps 0,100,500
     keras-lottery export runs/lenet300_... --round 3 ticket_out
     keras-lottery transfer runs/lenet300_... --round 3 --dataset mnist
     keras-lottery compare-scopes --preset conv2 --dataset fashion_mnist --rounds 5
@@ -63,6 +64,11 @@ _HELP = {
     "eb_every": "draw the Early-Bird mask every this many dense steps (0 = off)",
     "eb_stop": "stop the dense round at the Early-Bird step and prune there",
     "verbose": "0 silent, 1 progress bars, 2 one line per round",
+    "rewind_step": "0 (θ0), k (late rewinding to step k) or auto (the smallest stable "
+                   "--rewind-candidates step)",
+    "rewind_candidates": "steps --rewind-step auto tries, e.g. 0,100,250,500,1000",
+    "stability_threshold": "largest validation error barrier (percentage points) counted as "
+                           "stable",
 }
 
 
@@ -105,6 +111,16 @@ def _parse_rates(text: str) -> dict[str, float]:
     return rates
 
 
+def _parse_rewind_step(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer step or 'auto', got {text!r}") from None
+
+
 def _parse_bool(text: str) -> bool:
     if text.lower() in ("1", "true", "yes", "on"):
         return True
@@ -121,6 +137,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         hint, kwargs = hints[field.name], {}
         if field.name == "rates":
             kwargs["type"] = _parse_rates
+        elif field.name == "rewind_step":
+            kwargs["type"] = _parse_rewind_step
         elif typing.get_origin(hint) is tuple:
             kwargs["type"] = _parse_list(typing.get_args(hint)[0])
         elif hint is bool:
@@ -163,6 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "keras, savedmodel, compact, tflite, tflite_sparse, "
                              "tflite_sparse_int8 (default: OUT/savedmodel and OUT/ticket.keras)")
     commands.add_parser("presets", help="list the presets and their sources")
+    unstable = commands.add_parser(
+        "instability", help="linear mode connectivity of a round at rewind steps k")
+    unstable.add_argument("run_dir", help="a preset run directory")
+    unstable.add_argument("--round", type=int, required=True, help="the round (0: dense)")
+    unstable.add_argument("--rewind-steps", type=_parse_list(int), required=True,
+                          dest="rewind_steps", help="steps k to train the copies from, "
+                                                    "e.g. 0,100,500,2000")
+    unstable.add_argument("--points", type=int, default=None,
+                          help="points along the path (default: the run's stability_points)")
     compare = commands.add_parser(
         "compare-scopes", help="global vs layer-wise pruning on one dense training")
     compare.add_argument("--preset", choices=sorted(PRESETS), default=None,
@@ -232,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             commands.compare_scopes(config)
         elif args.command == "report":
             commands.report(args.run_dir, args.out)
+        elif args.command == "instability":
+            commands.instability(args.run_dir, args.round, args.rewind_steps, args.points)
         elif args.command == "transfer":
             overrides = {k: getattr(args, k) for k in ("steps", "data_dir", "logdir",
                                                        "verbose", "controls") if hasattr(args, k)}

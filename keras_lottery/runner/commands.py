@@ -9,6 +9,7 @@ from typing import Any
 
 from keras_lottery.export import TicketSize, save_ticket
 from keras_lottery.runner import analyses as run_analysis
+from keras_lottery.runner import instability as instability_lib
 from keras_lottery.runner import reports as report_lib
 from keras_lottery.runner import tensorboard
 from keras_lottery.runner.config import LotteryConfig
@@ -16,15 +17,7 @@ from keras_lottery.runner.engine import LotteryResult
 from keras_lottery.runner.presets import find_ticket
 from keras_lottery.runner.rebuild import import_object, load_ticket
 from keras_lottery.runner.rundir import RunDir
-from keras_lottery.runner.search import LotterySearch
-
-# LotteryConfig fields that LotterySearch takes as they are.
-_SEARCH_ARGS = ("mode", "rounds", "prune_fraction", "sparsities", "scope", "rates", "ignore",
-                "rewind_step", "rewind_candidates", "stability_threshold", "stability_points",
-                "controls", "monitor", "monitor_mode", "on_divergence",
-                "eb_every", "eb_threshold", "eb_window", "eb_stop", "masks_from", "seed",
-                "logdir", "name", "checkpoint_every", "verbose")
-
+from keras_lottery.runner.search import SEARCH_SETTINGS, LotterySearch
 
 def run(config: LotteryConfig) -> LotteryResult:
     """`keras-lottery run`: runs (or resumes) the lottery procedure.
@@ -52,7 +45,7 @@ def search_user_model(config: LotteryConfig) -> LotteryResult:
             + (f" of {len(splits)} items" if isinstance(splits, (tuple, list)) else "")
         )
     train, validation, test = (*splits, None)[:3]
-    settings = {k: getattr(config, k) for k in _SEARCH_ARGS}
+    settings = {k: getattr(config, k) for k in SEARCH_SETTINGS}
     strategy = None if config.strategy == "default" else config.strategy
     search = LotterySearch(build, strategy=strategy, **settings)
     return search.fit(train, validation, test, steps=config.steps, eval_every=config.eval_every,
@@ -70,7 +63,7 @@ def report(run_dir: str, out: str | None = None) -> dict[str, Any]:
         The analyses (see `run_analysis.analyze`).
     """
     run = RunDir.load(run_dir)
-    rows = run.all_metrics()
+    rows = [row for row in run.all_metrics() if not row["branch"].startswith("instability_")]
     if not rows:
         raise FileNotFoundError(f"{run_dir} has no completed round yet.")
     metric = run.metric
@@ -86,7 +79,30 @@ def report(run_dir: str, out: str | None = None) -> dict[str, Any]:
     figure = report_lib.plot_analyses(result, os.path.join(run_dir, "analyses.png"))
     events = tensorboard.write_analysis_summaries(run_dir, result)
     print(f"\nplots: {out}, {figure}\nTensorBoard: {events}")
+    measured = instability_lib.load_results(run_dir)
+    if measured:
+        path = os.path.join(run_dir, "instability.png")
+        report_lib.instability_figure(measured, path)
+        print("\nInstability (linear mode connectivity)")
+        print("\n".join(instability_lib.summary_lines(measured)) + f"\nplot: {path}")
     return result
+
+
+def instability(run_dir: str, round_index: int, rewind_steps: tuple[int, ...],
+                points: int | None = None) -> list[dict[str, Any]]:
+    """`keras-lottery instability`: trains the two copies of each rewind
+    step as branches of a preset run's round and prints the instabilities
+    (`runner.instability.preset_instability`).
+
+    Returns:
+        One result per rewind step.
+    """
+    results = instability_lib.preset_instability(run_dir, round_index, rewind_steps, points)
+    print("\n".join(instability_lib.summary_lines(results)))
+    path = os.path.join(run_dir, "instability.png")
+    report_lib.instability_figure(instability_lib.load_results(run_dir), path)
+    print(f"plot: {path}\nTensorBoard: {os.path.join(run_dir, 'instability')}")
+    return results
 
 
 def export(run_dir: str, round_index: int, out: str,

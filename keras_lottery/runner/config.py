@@ -70,7 +70,17 @@ class LotteryConfig:
             output layers at half rate).
         ignore: names of layers that are never pruned.
         rewind_step: 0 rewinds to the initialization θ0; k > 0 rewinds to the
-            weights after k steps of the dense run (late rewinding).
+            weights after k steps of the dense run (late rewinding);
+            `"auto"` rewinds to the smallest of `rewind_candidates` at which
+            the dense network is stable to SGD noise (Frankle et al. 2020;
+            see `keras_lottery.runner.instability`).
+        rewind_candidates: the steps `rewind_step="auto"` tries, smallest
+            first.
+        stability_threshold: the largest instability (error barrier on the
+            validation set, in percentage points) that counts as stable
+            (2, as in Frankle et al. 2020).
+        stability_points: points along the linear path between the two
+            copies at which the instability analysis evaluates.
         controls: extra branches per round: `"random_reinit"` (same mask,
             fresh init), `"random_prune"` (random mask, same per-layer
             sparsity), `"lr_rewind"` (keep trained weights, replay the
@@ -134,7 +144,10 @@ class LotteryConfig:
     granularity: str = "weight"
     rates: dict[str, float] = dataclasses.field(default_factory=dict)
     ignore: tuple[str, ...] = ()
-    rewind_step: int = 0
+    rewind_step: int | str = 0
+    rewind_candidates: tuple[int, ...] = (0, 100, 250, 500, 1000, 2000)
+    stability_threshold: float = 2.0
+    stability_points: int = 30
     controls: tuple[str, ...] = ()
     optimizer: str = "adam"
     learning_rate: float = 1.2e-3
@@ -173,6 +186,7 @@ class LotteryConfig:
         self.controls = tuple(self.controls)
         self.lr_milestones = tuple(int(m) for m in self.lr_milestones)
         self.classes = tuple(int(c) for c in self.classes)
+        self.rewind_candidates = tuple(self.rewind_candidates)
         self.rates = dict(self.rates)
         self.validate()
 
@@ -316,7 +330,10 @@ class LotteryConfig:
         for layer, rate in self.rates.items():
             _fraction(f"rates[{layer!r}]", rate)
         _fraction("dropout", self.dropout)
-        for name in ("rounds", "rewind_step", "warmup_steps", "seed", "checkpoint_every",
+        if self.rewind_step != "auto":
+            _integer("rewind_step", self.rewind_step, minimum=0)
+        self._check_stability_fields()
+        for name in ("rounds", "warmup_steps", "seed", "checkpoint_every",
                      "eb_every"):
             _integer(name, getattr(self, name), minimum=0)
         for name in ("batch_size", "steps", "eval_every"):
@@ -342,7 +359,7 @@ class LotteryConfig:
                     f"and rounds=1. Received: mode={self.mode!r}, rounds={self.rounds}"
                 )
         _integer("validation", self.validation, minimum=1)
-        if self.rewind_step >= self.steps:
+        if self.rewind_step != "auto" and self.rewind_step >= self.steps:
             raise ValueError(
                 "rewind_step must be smaller than steps. Received: "
                 f"rewind_step={self.rewind_step}, steps={self.steps}"
@@ -368,6 +385,35 @@ class LotteryConfig:
         if self.verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2. Received: verbose={self.verbose}")
 
+
+    def _check_stability_fields(self) -> None:
+        if not self.rewind_candidates or any(
+                isinstance(k, bool) or not isinstance(k, int) or k < 0
+                for k in self.rewind_candidates):
+            raise ValueError(
+                "rewind_candidates must be a non-empty list of integers >= 0. Received: "
+                f"rewind_candidates={list(self.rewind_candidates)!r}"
+            )
+        if self.rewind_step == "auto":
+            if max(self.rewind_candidates) >= self.steps:
+                raise ValueError(
+                    "rewind_candidates must be smaller than steps. Received: "
+                    f"rewind_candidates={list(self.rewind_candidates)}, steps={self.steps}"
+                )
+            if self.masks_from is not None:
+                raise ValueError(
+                    "rewind_step='auto' chooses the rewind point of this run's dense round; a "
+                    "transferred ticket takes its rewind point from masks_from. Received: "
+                    f"rewind_step='auto', masks_from={self.masks_from!r}"
+                )
+        if (isinstance(self.stability_threshold, bool)
+                or not isinstance(self.stability_threshold, (int, float))
+                or not 0 <= self.stability_threshold <= 100):
+            raise ValueError(
+                "stability_threshold must be a number of percentage points in [0, 100]. "
+                f"Received: stability_threshold={self.stability_threshold!r}"
+            )
+        _integer("stability_points", self.stability_points, minimum=2)
 
     def _check_no_preset_fields(self) -> None:
         defaults = {f.name: f for f in dataclasses.fields(self)}

@@ -46,6 +46,7 @@ from keras_lottery.runner.early_bird import EarlyBird
 from keras_lottery.runner.early_stop import early_stop
 from keras_lottery.runner.errors import DivergedError
 from keras_lottery.runner.lock import RunLock
+from keras_lottery.runner.rebuild import load_ticket
 from keras_lottery.runner.reports import table
 from keras_lottery.runner.rundir import RunDir
 from keras_lottery.runner.tensorboard import BranchLog, write_run_summary
@@ -120,8 +121,6 @@ class LotteryResult:
         Returns:
             A masked Keras model; `keras_lottery.save_ticket` writes it.
         """
-        from keras_lottery.runner.rebuild import load_ticket
-
         rounds = sorted({row["round"] for row in self.rows})
         return load_ticket(self.run_dir, rounds[-1] if round is None else round, self.build)
 
@@ -176,6 +175,10 @@ class Engine:
         if config.rewind_step == 0 and self.rewind_point is None:
             self.rewind_point = self.theta0
             self.run_dir.save_rewind_point(self.theta0)
+        # The step rounds r >= 1 rewind to; with rewind_step="auto", chosen
+        # after the dense round (`runner.instability.choose_rewind_step`).
+        self.rewind_step: int | None = None if config.rewind_step == "auto" else config.rewind_step
+        self._rewind_choice: dict[str, Any] | None = None
         self._trained: dict[int, WeightSnapshot] = {}
         self._first_row: dict[str, Any] | None = None
         self.n_rounds = config.rounds if config.mode == "iterative" else len(config.sparsities)
@@ -234,6 +237,8 @@ class Engine:
         rows: list[dict[str, Any]] = []
         masks = self.dense_masks
         for r in range(self.n_rounds + 1):
+            if r == 1 and self.rewind_step is None:
+                self._choose_rewind_step()
             masks = self._masks(r, masks)
             rows += self._round(r, masks)
             if self.chief:
@@ -256,10 +261,11 @@ class Engine:
     def _save_result(self, rows: list[dict[str, Any]],
                      masks: dict[str, np.ndarray]) -> LotteryResult:
         result = LotteryResult(self.config, self.run_dir.path, rows, masks, self.metric)
-        self.run_dir.save_result(
-            {"rows": [{k: v for k, v in row.items() if k != "history"} for row in rows],
-             "metric": self.metric}
-        )
+        saved = {"rows": [{k: v for k, v in row.items() if k != "history"} for row in rows],
+                 "metric": self.metric}
+        if self._rewind_choice is not None:
+            saved["rewind_auto"] = self._rewind_choice
+        self.run_dir.save_result(saved)
         return result
 
     def _write_summary(self, rows: list[dict[str, Any]]) -> None:
@@ -322,7 +328,69 @@ class Engine:
         return self._trained[r]
 
     def _start(self, r: int) -> int:
-        return self.config.rewind_step if r else 0
+        if r and self.rewind_step is None:
+            self._choose_rewind_step()
+        return self.rewind_step if r else 0
+
+    def _choose_rewind_step(self) -> None:
+        """rewind_step="auto": the smallest stable candidate becomes the
+        rewind step and its θk the rewind point (see `runner.instability`)."""
+        from keras_lottery.runner.instability import choose_rewind_step
+
+        choice = self._rewind_choice = choose_rewind_step(self)
+        self.rewind_step = choice["rewind_step"]
+        if self.rewind_point is None or self.rewind_point.step != self.rewind_step:
+            self.rewind_point = self.weights_at(self.rewind_step)
+            self.run_dir.save_rewind_point(self.rewind_point)
+
+    def weights_at(self, step: int) -> WeightSnapshot:
+        """The dense network's weights after `step` steps of the run's
+        data order from θ0: θ0, the rewind point when it was taken at
+        `step`, a stored `theta_k<step>.npz`, or trained now (and stored)."""
+        if step == 0:
+            return self.theta0
+        if self.rewind_point is not None and self.rewind_point.step == step and step:
+            return self.rewind_point
+        path = os.path.join(self.run_dir.path, f"theta_k{step}.npz")
+        if os.path.exists(path):
+            return WeightSnapshot.load(path)
+        set_masks(self.model, self.dense_masks)
+        restore_weights(self.model, self.theta0)
+        trainer = self.make_trainer(0, f"dense weights at step {step}")
+        trainer.run(on_eval=None, on_checkpoint=None, at_step={step: [lambda: True]},
+                    on_progress=None)
+        return self._save_theta(step)
+
+    def _keep_theta(self, step: int) -> None:
+        """An `at_step` hook of the dense round: stores θ_step, trains on."""
+        self._save_theta(step)
+
+    def _save_theta(self, step: int) -> WeightSnapshot:
+        snapshot = snapshot_weights(self.model, step=step)
+        if self.run_dir.writable:
+            snapshot.save(os.path.join(self.run_dir.path, f"theta_k{step}.npz"))
+        return snapshot
+
+    def train_branch(self, r: int, branch: str, masks: dict[str, np.ndarray],
+                     weights: WeightSnapshot, data_seed: int) -> WeightSnapshot:
+        """Trains (or reads back) an extra branch of round r: from `weights`
+        (under `masks`) at step `weights.step` to the config's `steps`, with
+        the training data in the order of `data_seed`. Resumable like every
+        branch; its trained weights are the branch's `weights.npz`.
+
+        Args:
+            r: the round the branch belongs to (its directory's parent).
+            branch: the branch name, e.g. `"instability_k500_copy1"`.
+            masks: the masks it trains under.
+            weights: where it starts (θk).
+            data_seed: seed of the training order (the presets' pipeline
+                seed; the NumPy order of a model of your own).
+
+        Returns:
+            The trained weights.
+        """
+        self._branch(r, branch, masks, weights.step, start_from=weights, data_seed=data_seed)
+        return WeightSnapshot.load(os.path.join(self.run_dir.branch_dir(r, branch), "weights.npz"))
 
     def _round(self, r: int, masks: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         config = self.config
@@ -346,7 +414,7 @@ class Engine:
         if self.rewind_point is None:
             raise ValueError(
                 f"The run in {self.run_dir.path} has no rewind point (step "
-                f"{self.config.rewind_step}); its dense round never reached it."
+                f"{self.rewind_step}); its dense round never reached it."
             )
         source = r - 1 if self.config.mode == "iterative" else 0
         start = BranchStart(self.model, masks, r, seed, self.rewind_point,
@@ -354,14 +422,21 @@ class Engine:
         (branches.ticket if branch == TICKET else branches.CONTROLS[branch])(start)
 
     def _branch(self, r: int, branch: str, masks: dict[str, np.ndarray], start: int,
-                seed: int = 0) -> dict[str, Any]:
+                seed: int = 0, start_from: WeightSnapshot | None = None,
+                data_seed: int | None = None) -> dict[str, Any]:
         done = self.run_dir.metrics(r, branch)
         if done is not None:
             return done
         config, run_dir = self.config, self.run_dir
         began = time.time()
-        self._prepare(r, branch, masks, seed)
+        if start_from is None:
+            self._prepare(r, branch, masks, seed)
+        else:
+            set_masks(self.model, masks)
+            restore_weights(self.model, start_from)
         trainer = self.make_trainer(start, f"round {r}, branch {branch!r}")
+        if data_seed is not None:
+            _reseed(trainer, data_seed)
         state = run_dir.checkpoint(r, branch)
         run_dir.clear_events(r, branch)
         log = BranchLog(run_dir.branch_dir(r, branch), enabled=self.chief)
@@ -371,10 +446,16 @@ class Engine:
             for record in state.history:
                 log.record(record)
         at_step: dict[int, list] = {}
-        if r == 0 and config.rewind_step and self.rewind_point is None:
+        dense = r == 0 and branch == TICKET
+        if dense and config.rewind_step == "auto":
+            for k in config.rewind_candidates:  # θk of every candidate, on the way
+                path = os.path.join(run_dir.path, f"theta_k{k}.npz")
+                if k and not os.path.exists(path):
+                    at_step[k] = [lambda k=k: self._keep_theta(k)]
+        elif dense and config.rewind_step and self.rewind_point is None:
             at_step[config.rewind_step] = [self._take_rewind_point]
         early_bird = None
-        if r == 0 and config.eb_every:
+        if dense and config.eb_every:
             early_bird = EarlyBird(self.model, config, log)
             if state is not None:
                 early_bird.restore(state.extra)
@@ -413,6 +494,8 @@ class Engine:
         weights = None
         if branch == TICKET:
             weights = self._trained[r] = snapshot_weights(self.model, step=trainer.step)
+        elif start_from is not None:
+            weights = snapshot_weights(self.model, step=trainer.step)
         run_dir.complete(r, branch, metrics, weights)
         return metrics
 
@@ -449,6 +532,24 @@ class Engine:
             note = f"  DIVERGED at step {row['diverged_at_step']}" if row.get("diverged") else ""
             print(f"    {row['branch']:<14} early-stop {row['early_stop_step']}  "
                   f"{label} {row.get(key, float('nan')):.3f}{note}")
+
+
+def _reseed(trainer: Trainer, seed: int) -> None:
+    """Sets a trainer's training order to the one of `seed`: the presets'
+    `LoopTrainer` draws its pipeline from `config.seed`, `FitTrainer` its
+    NumPy (or DataLoader) order from `data.train.seed`."""
+    if hasattr(trainer, "data"):
+        train = trainer.data.train
+        if train.kind not in ("arrays", "dataloader"):
+            raise ValueError(
+                "Training copies with different data orders needs training data whose order "
+                "the search sets: NumPy arrays or a torch DataLoader. A tf.data.Dataset, "
+                "PyDataset or generator brings its own order. Received: training data of "
+                f"kind {train.kind!r}"
+            )
+        trainer.data = dataclasses.replace(trainer.data, train=dataclasses.replace(train, seed=seed))
+    else:
+        trainer.config = dataclasses.replace(trainer.config, seed=seed)
 
 
 def _label(key: str) -> str:

@@ -387,3 +387,44 @@ def scope_table(results: dict[str, Any]) -> str:
                        str(row["early_stop_step"])] if row else ["", "", ""])
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def instability_figure(results: Sequence[dict[str, Any]], path: str | None = None,
+                       split: str = "test") -> bytes:
+    """Error along the linear path between the two copies, one line per k.
+
+    One panel per round; the legend gives each k's instability (error
+    barrier, percentage points).
+
+    Args:
+        results: `runner.instability.load_results(run_dir)` (or `measure`
+            results).
+        path: where to write the PNG (optional).
+        split: the evaluation split plotted (`"test"`, `"val"`).
+
+    Returns:
+        The PNG bytes.
+
+    Example:
+    >>> png = instability_figure(instability.load_results(run_dir), "instability.png")
+    """
+    rounds = sorted({r["round"] for r in results})
+    if not rounds:
+        raise ValueError("results must hold at least one instability result. Received: []")
+    fig = _figure(4.5 * len(rounds), 3.6)
+    for index, r in enumerate(rounds):
+        ax = fig.add_subplot(1, len(rounds), index + 1)
+        chosen = sorted((x for x in results if x["round"] == r), key=lambda x: x["rewind_step"])
+        for result in chosen:
+            values = result["curve"]["metrics"].get(f"{split}_error")
+            if values is None:
+                continue
+            barrier = 100.0 * result["instability"][split]
+            ax.plot(result["curve"]["alphas"], [100.0 * v for v in values], marker=".",
+                    label=f"k={result['rewind_step']} ({barrier:.1f} pp)")
+        ax.set_xlabel("interpolation α (copy 1 → copy 2)")
+        ax.set_ylabel(f"{split} error (%)")
+        ax.set_title(f"round {r}: {chosen[0]['percent_remaining']:.1f}% remaining")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _png(fig, path)

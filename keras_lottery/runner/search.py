@@ -30,10 +30,11 @@ from keras_lottery.runner.rundir import RunDir
 ModelSource = Callable[[], keras.Model] | keras.Model
 
 # LotterySearch arguments that are LotteryConfig fields of the same name.
-_SETTINGS = ("mode", "rounds", "prune_fraction", "sparsities", "scope", "rates", "ignore",
-             "rewind_step", "controls", "monitor", "monitor_mode", "on_divergence",
-             "eb_every", "eb_threshold", "eb_window", "eb_stop", "masks_from", "seed",
-             "logdir", "name", "checkpoint_every", "verbose")
+SEARCH_SETTINGS = ("mode", "rounds", "prune_fraction", "sparsities", "scope", "rates", "ignore",
+                   "rewind_step", "rewind_candidates", "stability_threshold", "stability_points",
+                   "controls", "monitor", "monitor_mode", "on_divergence",
+                   "eb_every", "eb_threshold", "eb_window", "eb_stop", "masks_from", "seed",
+                   "logdir", "name", "checkpoint_every", "verbose")
 
 
 def model_identity(model: ModelSource) -> str:
@@ -108,7 +109,13 @@ class LotterySearch:
         scope: `"global"` or `"layerwise"`.
         rates: layer name -> own per-round rate (e.g. `{"output": 0.1}`).
         ignore: layer names never pruned.
-        rewind_step: 0 rewinds to θ0; k > 0 to the weights after k steps.
+        rewind_step: 0 rewinds to θ0; k > 0 to the weights after k steps;
+            `"auto"` to the smallest of `rewind_candidates` at which the dense
+            network is stable to SGD noise (`runner.instability`).
+        rewind_candidates: the steps `rewind_step="auto"` tries.
+        stability_threshold: the largest validation error barrier, in
+            percentage points, that counts as stable (2 by default).
+        stability_points: points along the path the analysis evaluates.
         controls: any of `keras_lottery.CONTROLS` (`"random_reinit"`,
             `"random_prune"`, `"lr_rewind"`).
         monitor: the evaluation key early stopping follows (`"val_loss"`,
@@ -138,7 +145,9 @@ class LotterySearch:
     def __init__(self, model: ModelSource, *, rounds: int = 5, prune_fraction: float = 0.2,
                  mode: str = "iterative", sparsities: Sequence[float] = (),
                  scope: str = "global", rates: dict[str, float] | None = None,
-                 ignore: Sequence[str] = (), rewind_step: int = 0,
+                 ignore: Sequence[str] = (), rewind_step: int | str = 0,
+                 rewind_candidates: Sequence[int] = (0, 100, 250, 500, 1000, 2000),
+                 stability_threshold: float = 2.0, stability_points: int = 30,
                  controls: Sequence[str] = (), monitor: str = "val_loss",
                  monitor_mode: str = "auto", on_divergence: str = "continue",
                  eb_every: int = 0, eb_threshold: float = 0.1, eb_window: int = 5,
@@ -153,12 +162,13 @@ class LotterySearch:
         self.model = model
         self.strategy = strategy
         values = dict(locals())
-        settings = {k: values[k] for k in _SETTINGS}
+        settings = {k: values[k] for k in SEARCH_SETTINGS}
         settings["rates"] = dict(rates or {})
         # Validated now, so a bad argument fails before any data is read;
         # the steps and the data's identity come with `fit`.
         self._config = LotteryConfig(model=model_identity(model), data="python:data",
-                                     steps=max(1, rewind_step + 1), **settings)
+                                     steps=_steps_to_validate(rewind_step, rewind_candidates),
+                                     **settings)
 
     def fit(self, train: Any, validation_data: Any = None, test_data: Any = None, *,
             steps: int, eval_every: int = 100, batch_size: int | None = 32,
@@ -269,6 +279,14 @@ class LotterySearch:
     def _ticket_model(self, strategy, data: SearchData) -> keras.Model:
         model, _ = self._masked_model(strategy, data)
         return model
+
+
+def _steps_to_validate(rewind_step: Any, candidates: Sequence[int]) -> int:
+    """A step count that lets the arguments validate before `fit` gives
+    the real one (which must exceed the rewind step or candidates)."""
+    if rewind_step == "auto":
+        return 1 + max((k for k in candidates if isinstance(k, int)), default=0)
+    return max(1, rewind_step + 1) if isinstance(rewind_step, int) else 1
 
 
 def _fresh(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:

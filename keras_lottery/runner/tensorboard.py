@@ -319,3 +319,43 @@ def write_analysis_summaries(run_dir: str, result: dict[str, Any]) -> str:
             writer.scalar("structure/compacted_speedup", compact["speedup"],
                           result["structure"]["round"])
     return logdir
+
+
+def write_instability_summaries(run_dir: str, results: Sequence[dict[str, Any]]) -> str:
+    """(Re)writes the instability analyses of a run under `RUN_DIR/instability/`.
+
+    Per round and rewind step k: the metrics along the linear path between
+    the two copies (`round_NN/k<K>/<split>/<metric>`, step = point index;
+    the alphas are evenly spaced in [0, 1]); per round, the instability of
+    each split against k (`round_NN/instability/<split>`, step = k, in
+    percentage points) and the plot of error along the path.
+
+    Args:
+        run_dir: the run directory.
+        results: `runner.instability.load_results(run_dir)`.
+
+    Returns:
+        The event directory.
+
+    Example:
+    >>> write_instability_summaries(run_dir, instability.load_results(run_dir))
+    """
+    logdir = os.path.join(run_dir, "instability")
+    if os.path.isdir(logdir):
+        for path in os.listdir(logdir):
+            if path.startswith("events.out.tfevents."):
+                os.remove(os.path.join(logdir, path))
+    with EventWriter(logdir) as writer:
+        for result in results:
+            prefix, k = f"round_{result['round']:02d}", int(result["rewind_step"])
+            for key, values in result["curve"]["metrics"].items():
+                split = next((s for s in _SPLITS if key.startswith(s + "_")), None)
+                tag = f"{split}/{key[len(split) + 1:]}" if split else key
+                for index, value in enumerate(values):
+                    writer.scalar(f"{prefix}/k{k}/{tag}", value, index)
+            for split, value in result["instability"].items():
+                writer.scalar(f"{prefix}/instability/{split}", 100.0 * value, k)
+        for r in sorted({result["round"] for result in results}):
+            png = reports.instability_figure([x for x in results if x["round"] == r])
+            writer.image(f"round_{r:02d}/error_along_path", png, 0)
+    return logdir
