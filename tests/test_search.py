@@ -410,3 +410,25 @@ def test_numpy_input_streams_the_same_batches_through_tf_data_on_tensorflow():
             (px, py), (gx, gy) = next(python), next(graph)
             assert np.array_equal(px["a"], gx["a"].numpy()) and np.array_equal(px["b"], gx["b"].numpy())
             assert np.array_equal(py, gy.numpy())
+
+
+def test_a_model_instance_is_theta0_and_every_branch_gets_a_fresh_optimizer(tmp_path, digits):
+    train, val, _ = digits
+    instance = digits_mlp()()
+    instance.fit(*train, epochs=1, batch_size=64, verbose=0)  # its current weights are θ0
+    theta0 = [w.copy() for w in instance.get_weights()]
+
+    class OptimizerSteps(keras.callbacks.Callback):
+        at_begin = []
+
+        def on_train_begin(self, logs=None):
+            OptimizerSteps.at_begin.append(int(self.model.optimizer.iterations))
+
+    result = _search(tmp_path, instance, rounds=2, controls=("random_reinit",)).fit(
+        train, val, steps=40, eval_every=20, batch_size=32, callbacks=[OptimizerSteps()])
+    assert OptimizerSteps.at_begin == [0] * 5  # dense + 2 rounds x (ticket, control)
+    init = kl.WeightSnapshot.load(os.path.join(result.run_dir, "init.npz"))
+    assert len(init.values) == len(theta0)
+    assert all(np.array_equal(a, b) for a, b in zip(init.values, theta0))
+    config = json.load(open(os.path.join(result.run_dir, "config.json")))
+    assert config["model"] == "python:Sequential"
