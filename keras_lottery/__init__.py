@@ -13,6 +13,7 @@ for the presets), training, run directories, TensorBoard, reports and the
 from keras_lottery import analysis
 from keras_lottery.compact import CompactReport, compact, compact_report
 from keras_lottery.export import TicketSize, save_ticket, strip
+from keras_lottery.interpolation import InterpolationCurve, instability, interpolation_curve
 from keras_lottery.mask_math import (
     GRANULARITIES,
     SCOPES,
