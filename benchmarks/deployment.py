@@ -40,6 +40,9 @@ from keras_lottery.runner.rebuild import load_ticket
 from keras_lottery.runner.rundir import RunDir
 
 TFLITE = ("tflite", "tflite_sparse", "tflite_sparse_int8")
+# Rounds of examples/structured_tickets.py at about 25% (for the unit-ticket
+# latency goal), 20%, 7% and 3% of the weights remaining.
+ROUNDS = {"lenet300": (3, 4, 6, 8), "conv2": (2, 4, 5)}
 
 
 def find_runs(logdir: str) -> dict[tuple[str, str], str]:
@@ -125,7 +128,8 @@ def latency(rows: list[dict], dense: dict, x: np.ndarray, batch: int, repeats: i
 def main(argv=None) -> None:
     p = common.parser(__doc__)
     p.add_argument("--logdir", default=os.path.join(common.REPO, "runs", "structured"))
-    p.add_argument("--rounds", type=int, nargs="+", default=[3, 4, 6, 8])
+    p.add_argument("--rounds", type=int, nargs="+", default=None,
+                   help=f"ticket rounds to export (default per model: {ROUNDS})")
     p.add_argument("--repeats", type=int, default=None, help="default: 5 (--quick) or 11")
     args = p.parse_args(argv)
     repeats = args.repeats or (5 if args.quick else 11)
@@ -146,7 +150,7 @@ def main(argv=None) -> None:
                 continue
             done = RunDir.load(run_dir).completed_rounds()
             rows = []
-            for r in [r for r in args.rounds if r in done]:
+            for r in [r for r in args.rounds or ROUNDS.get(m, done[1:]) if r in done]:
                 print(f"{model_name} {granularity}: round {r}", flush=True)
                 rows.append(export_round(run_dir, r, os.path.join(tmp, m, granularity, str(r)),
                                          x_check, x_cal, x_test, y_test,
