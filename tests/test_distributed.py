@@ -17,7 +17,7 @@ import keras_lottery as kl
 from conftest import tiny_config
 from keras_lottery.runner import pipeline
 from keras_lottery.runner.distribute import local_cluster
-from keras_lottery.runner.search import _LotteryRun
+from keras_lottery.runner.presets import preset_engine
 from keras_lottery.files import read_npz
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -30,9 +30,9 @@ def _replicas(variable):
 def test_mirrored_run_matches_single_device_masks(tmp_path, fashion_small):
     assert len(tf.config.list_logical_devices("CPU")) == 2
     single = kl.find_ticket(tiny_config(tmp_path / "one", rounds=2, steps=100), fashion_small)
-    runner = _LotteryRun(tiny_config(tmp_path / "two", rounds=2, steps=100, strategy="mirrored"),
-                         fashion_small)
-    assert runner.strategy.num_replicas_in_sync == 2
+    runner, _ = preset_engine(tiny_config(tmp_path / "two", rounds=2, steps=100,
+                                          strategy="mirrored"), fashion_small)
+    assert kl.make_strategy("mirrored").num_replicas_in_sync == 2
     mirrored = runner.run()
     overlaps = []
     for r in range(3):

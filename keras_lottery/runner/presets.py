@@ -54,14 +54,29 @@ def find_ticket(config: LotteryConfig, data: data_lib.Dataset | None = None) -> 
     from keras_lottery.runner.loop_trainer import LoopTrainer  # noqa: F401 (TensorFlow)
 
     strategy = make_strategy(config.strategy)
-    chief = is_chief(strategy)
-    with run_lock(config, chief):
-        return _find_ticket(config, data, strategy, chief)
+    with run_lock(config, is_chief(strategy)):
+        engine, build = preset_engine(config, data, strategy)
+        result = engine.run()
+    result.build = build
+    return result
 
 
-def _find_ticket(config: LotteryConfig, data, strategy, chief: bool) -> LotteryResult:
+def preset_engine(config: LotteryConfig, data: data_lib.Dataset | None = None, strategy=None):
+    """The engine of a preset run, ready to `run()` (the caller holds the lock).
+
+    Args:
+        config: a preset config.
+        data: the dataset (default: loaded as `config.dataset` says).
+        strategy: the `tf.distribute` strategy (default: `config.strategy`).
+
+    Returns:
+        `(engine, build)`: the `Engine`, and a function building a fresh
+        masked model of the run's architecture.
+    """
     from keras_lottery.runner.loop_trainer import LoopTrainer, Splits
 
+    strategy = strategy if strategy is not None else make_strategy(config.strategy)
+    chief = is_chief(strategy)
     run_dir = RunDir.open(config, writable=chief)
     if data is None:
         data = data_lib.load(config.dataset, data_dir=config.data_dir,
@@ -81,6 +96,4 @@ def _find_ticket(config: LotteryConfig, data, strategy, chief: bool) -> LotteryR
         check_workers_agree(strategy, progress, "the run's progress")
 
     engine = Engine(config, model, make_trainer, run_dir, chief=chief, agree=agree)
-    result = engine.run()
-    result.build = lambda: preset_model(config, data.input_shape, data.num_classes)
-    return result
+    return engine, lambda: preset_model(config, data.input_shape, data.num_classes)
