@@ -129,7 +129,7 @@ def _percent_ticks(percents: Sequence[float]) -> list[float]:
     return ticks
 
 
-def _percent_axis(ax, percents: Sequence[float]) -> None:
+def percent_axis(ax, percents: Sequence[float]) -> None:
     """A log-scale, inverted percent-remaining x axis labelled at `percents`."""
     ax.set_xscale("log")
     ax.invert_xaxis()
@@ -200,7 +200,7 @@ def sparsity_figure(rows: Sequence[dict[str, Any]], title: str = "",
     percents = [r["percent_remaining"] for r in rows]
     for ax, label in ((metric_ax, f"test {metric} at early stop"),
                       (stop_ax, "early-stop iteration")):
-        _percent_axis(ax, percents)
+        percent_axis(ax, percents)
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
         ax.legend()
