@@ -6,7 +6,8 @@ for `--steps` steps with the validation and test sets evaluated every
 round, `rounds=0`) on the same model, data, steps and evaluations, with
 everything the search does around training: the run directory, θ0 and the
 trained weights saved, checkpoints, TensorBoard events, early-stop
-tracking. Both are timed interleaved in one process, each call from a fresh
+tracking. Both evaluate before the first step too (the search's history,
+like the paper's, starts at step 0). Both are timed interleaved in one process, each call from a fresh
 model, for a `tf.data` pipeline (evaluating every `--eval-every` steps)
 and for NumPy input as `model.fit(x, y, epochs=...)` takes it (whole
 epochs, evaluating at each epoch's end: Keras cuts an epoch short when
@@ -79,6 +80,8 @@ def main(argv=None) -> int:
     def plain(inputs, steps, every, masked=False):
         def fit():
             model = _build(masked)
+            for x, y in (val, test):  # the search's history starts at step 0 too
+                model.evaluate(x, y, batch_size=256, verbose=0)
             common_args = dict(validation_data=val, validation_batch_size=256, verbose=0,
                                callbacks=[_EvaluateTest(*test)])
             if isinstance(inputs, tf.data.Dataset):
