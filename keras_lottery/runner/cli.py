@@ -268,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             commands.export(args.run_dir, args.round, args.out, args.formats)
     except (ValueError, FileNotFoundError, DatasetNotFoundError, WorkerFailedError,
-            BranchFailedError, DivergedError, RunLockedError) as error:
+            BranchFailedError, DivergedError, RunLockedError, ImportError) as error:
         if os.environ.get("KERAS_LOTTERY_TRACEBACK"):
             raise
         text = _flagged(error) if isinstance(error, ValueError) else str(error)

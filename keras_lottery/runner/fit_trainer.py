@@ -178,7 +178,9 @@ class FitTrainer:
         """
         try:
             if not self.history:
-                self._record({})
+                record = self._record({})
+                if on_eval is not None:
+                    on_eval(record)
             if self.step >= self.steps or self.diverged_at is not None:
                 return self.history
             every = self.eval_every

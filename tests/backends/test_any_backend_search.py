@@ -123,9 +123,8 @@ def test_tensorboard_events_are_written_without_tensorflow_and_read_back(run):
     assert int(_values(acc, "weights/fc1")[-1][1][:, 2].sum()) == kept
     val = dict((s, float(v)) for s, v in _values(acc, "val/accuracy"))
     history = {h["step"]: h["val_accuracy"] for h in row["history"]}
-    # Every evaluation is logged (the step-0 one of model.fit's trainer is not
-    # sent to TensorBoard by runner/fit_trainer.py today).
-    assert set(history) - {0} <= set(val) <= set(history)
+    # Every evaluation is logged, the one before training (step 0) included.
+    assert set(val) == set(history) and 0 in val
     np.testing.assert_allclose([val[s] for s in sorted(val)], [history[s] for s in sorted(val)], rtol=1e-6)
     summary = _events(os.path.join(run.run_dir, "summary"))
     assert [s for s, _ in _values(summary, "ticket/percent_remaining")] == [0, 1, 2]
