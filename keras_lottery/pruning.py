@@ -20,7 +20,6 @@ from numpy.typing import ArrayLike
 from keras_lottery import compat, mask_math
 from keras_lottery.masked_layer import MaskedLayer, masked_layers
 
-SCOPES = ("global", "layerwise")
 
 
 def _slots(model: keras.Model) -> Iterator[tuple[str, MaskedLayer, int]]:
@@ -221,8 +220,10 @@ def prune_by_magnitude(
     >>> masks = prune_by_magnitude(model, 0.2, scope="layerwise", granularity="unit",
     ...                            ignore=["dense_2"])
     """
-    if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {SCOPES}. Received: scope={scope!r}")
+    if scope not in mask_math.SCOPES:
+        raise ValueError(
+            f"scope must be one of {list(mask_math.SCOPES)}. Received: scope={scope!r}"
+        )
     key, _ = mask_math.parse_granularity(granularity)
     rates = _expand_layer_names(model, rates or {}, "rates")
     skip = _expand_layer_names(model, ignore, "ignore")

@@ -432,3 +432,13 @@ def test_a_model_instance_is_theta0_and_every_branch_gets_a_fresh_optimizer(tmp_
     assert all(np.array_equal(a, b) for a, b in zip(init.values, theta0))
     config = json.load(open(os.path.join(result.run_dir, "config.json")))
     assert config["model"] == "python:Sequential"
+
+
+def test_unit_granularity_prunes_whole_units_of_your_own_model(tmp_path, digits):
+    train, val, _ = digits
+    result = _search(tmp_path, digits_mlp(), rounds=1, granularity="unit",
+                     rates={"out": 0.0}).fit(train, val, steps=20, eval_every=10, batch_size=32)
+    hidden, out = result.masks.values()
+    columns = hidden.all(axis=0) | ~hidden.any(axis=0)  # each unit whole: kept or pruned
+    assert columns.all() and 0 < (~hidden.any(axis=0)).sum() < 64
+    assert out.all()

@@ -30,7 +30,8 @@ from keras_lottery.runner.rundir import RunDir
 ModelSource = Callable[[], keras.Model] | keras.Model
 
 # LotterySearch arguments that are LotteryConfig fields of the same name.
-SEARCH_SETTINGS = ("mode", "rounds", "prune_fraction", "sparsities", "scope", "rates", "ignore",
+SEARCH_SETTINGS = ("mode", "rounds", "prune_fraction", "sparsities", "scope", "granularity",
+                   "rates", "ignore",
                    "rewind_step", "rewind_candidates", "stability_threshold", "stability_points",
                    "controls", "monitor", "monitor_mode", "on_divergence",
                    "eb_every", "eb_threshold", "eb_window", "eb_stop", "masks_from", "seed",
@@ -107,6 +108,8 @@ class LotterySearch:
             weights remaining).
         sparsities: one-shot targets, e.g. `(50, 20, 10)`.
         scope: `"global"` or `"layerwise"`.
+        granularity: `"weight"`, `"unit"` (whole Dense units / Conv filters)
+            or `"N:M"` such as `"2:4"` (see `keras_lottery.GRANULARITIES`).
         rates: layer name -> own per-round rate (e.g. `{"output": 0.1}`).
         ignore: layer names never pruned.
         rewind_step: 0 rewinds to θ0; k > 0 to the weights after k steps;
@@ -144,7 +147,8 @@ class LotterySearch:
 
     def __init__(self, model: ModelSource, *, rounds: int = 5, prune_fraction: float = 0.2,
                  mode: str = "iterative", sparsities: Sequence[float] = (),
-                 scope: str = "global", rates: dict[str, float] | None = None,
+                 scope: str = "global", granularity: str = "weight",
+                 rates: dict[str, float] | None = None,
                  ignore: Sequence[str] = (), rewind_step: int | str = 0,
                  rewind_candidates: Sequence[int] = (0, 100, 250, 500, 1000, 2000),
                  stability_threshold: float = 2.0, stability_points: int = 30,
