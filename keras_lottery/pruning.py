@@ -222,7 +222,7 @@ def prune_by_magnitude(
     """
     if scope not in mask_math.SCOPES:
         raise ValueError(
-            f"scope must be one of {list(mask_math.SCOPES)}. Received: scope={scope!r}"
+            f"scope must be one of {tuple(mask_math.SCOPES)}. Received: scope={scope!r}"
         )
     key, _ = mask_math.parse_granularity(granularity)
     rates = _expand_layer_names(model, rates or {}, "rates")
