@@ -325,6 +325,9 @@ def test_an_uncompiled_model_and_bad_data_are_refused(tmp_path, digits):
         _search(tmp_path, digits_mlp()).fit([1, 2, 3, 4], digits[1], steps=10, eval_every=5)
     with pytest.raises(ValueError, match="needs validation_data"):
         _search(tmp_path, digits_mlp()).fit(digits[0], steps=10, eval_every=5)
+    with pytest.raises(ValueError, match="pass a function that builds and compiles the model"):
+        _search(tmp_path, digits_mlp()(), strategy="mirrored").fit(*digits[:2], steps=10,
+                                                                   eval_every=5)
 
 
 def test_a_monitor_that_evaluation_never_produces_names_the_keys(tmp_path, digits):

@@ -221,6 +221,12 @@ class LotterySearch:
                 "of the data you pass (e.g. 'train_loss')."
             )
         strategy = _strategy(self.strategy)
+        if strategy is not None and isinstance(self.model, keras.Model):
+            raise ValueError(
+                "A distributed search builds its model under the strategy's scope: pass a "
+                "function that builds and compiles the model, not a model instance. "
+                f"Received: model={self.model.name!r} with strategy={self.strategy!r}"
+            )
         model, compile_args = self._masked_model(strategy, data)
         values = {**base.to_dict(), "steps": steps, "eval_every": eval_every,
                   "data": f"{data_name}#{data.fingerprint()}",
