@@ -57,13 +57,13 @@ def _float32_policy():
     keras.mixed_precision.set_global_policy("float32")
 
 
-def mlp(seed: int = 0, inputs: int = 20, classes: int = 3, output: str = "out") -> keras.Model:
-    """A small functional MLP: inputs -> 32 -> 16 -> classes (layers fc1, fc2, `output`)."""
+def mlp(seed: int = 0, inputs: int = 20, classes: int = 3) -> keras.Model:
+    """A small functional MLP: 20 -> 32 -> 16 -> 3."""
     keras.utils.set_random_seed(seed)
     x = keras.Input((inputs,))
     h = keras.layers.Dense(32, activation="relu", name="fc1")(x)
     h = keras.layers.Dense(16, activation="relu", name="fc2")(h)
-    return keras.Model(x, keras.layers.Dense(classes, name=output)(h))
+    return keras.Model(x, keras.layers.Dense(classes, name="out")(h))
 
 
 def toy_data(n: int = 256, inputs: int = 20, classes: int = 3, seed: int = 0):

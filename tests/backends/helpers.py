@@ -1,6 +1,5 @@
 """Backend-neutral helpers of the any-backend tests: small models, real data, gradients."""
 
-import conftest
 import keras
 import numpy as np
 
@@ -16,9 +15,13 @@ def digits():
     return (x[:1200], y[:1200]), (x[1200:1500], y[1200:1500]), (x[1500:], y[1500:])
 
 
-def mlp(seed: int = 0) -> keras.Model:
-    """The shared test MLP for 8x8 digits: 64 -> 32 -> 16 -> 10 (fc1, fc2, output)."""
-    return conftest.mlp(seed, inputs=64, classes=10, output="output")
+def mlp(seed: int = 0, inputs: int = 64, classes: int = 10) -> keras.Model:
+    """A small functional MLP: inputs -> 32 -> 16 -> classes."""
+    keras.utils.set_random_seed(seed)
+    x = keras.Input((inputs,))
+    h = keras.layers.Dense(32, activation="relu", name="fc1")(x)
+    h = keras.layers.Dense(16, activation="relu", name="fc2")(h)
+    return keras.Model(x, keras.layers.Dense(classes, name="output")(h))
 
 
 def compiled(model: keras.Model, optimizer="adam") -> keras.Model:
