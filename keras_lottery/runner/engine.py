@@ -147,15 +147,15 @@ class Engine:
             compiled) under the strategy's scope.
         make_trainer: makes the trainer of each branch.
         run_dir: the run's directory (`RunDir.open(config)`).
-        strategy: the `tf.distribute` strategy or None; with several
-            workers only the chief writes.
-        chief: whether this process writes files and prints.
+        chief: whether this process writes files and prints (with several
+            workers, only the chief does).
         metric: the metric the table and summaries show; None picks the
             first non-loss metric that evaluation produces.
         agree: optional check that every worker sees the same run
             progress (multi-worker runs).
-        theta0: the initialization to train round 0 from (default: the
-            model's current weights, or the run's stored `init.npz`).
+
+    θ0 is the model's weights as given, or for a model of your own the
+    run's stored `init.npz` once it has one.
     """
 
     def __init__(self, config: LotteryConfig, model: keras.Model, make_trainer: TrainerFactory,
@@ -349,11 +349,11 @@ class Engine:
         `step`, a stored `theta_k<step>.npz`, or trained now (and stored)."""
         if step == 0:
             return self.theta0
-        if self.rewind_point is not None and self.rewind_point.step == step and step:
+        if self.rewind_point is not None and self.rewind_point.step == step:
             return self.rewind_point
-        path = os.path.join(self.run_dir.path, f"theta_k{step}.npz")
-        if os.path.exists(path):
-            return WeightSnapshot.load(path)
+        stored = self.run_dir.dense_weights_at(step)
+        if stored is not None:
+            return stored
         set_masks(self.model, self.dense_masks)
         restore_weights(self.model, self.theta0)
         trainer = self.make_trainer(0, f"dense weights at step {step}")
@@ -367,8 +367,7 @@ class Engine:
 
     def _save_theta(self, step: int) -> WeightSnapshot:
         snapshot = snapshot_weights(self.model, step=step)
-        if self.run_dir.writable:
-            snapshot.save(os.path.join(self.run_dir.path, f"theta_k{step}.npz"))
+        self.run_dir.save_dense_weights_at(snapshot)
         return snapshot
 
     def train_branch(self, r: int, branch: str, masks: dict[str, np.ndarray],
@@ -390,7 +389,7 @@ class Engine:
             The trained weights.
         """
         self._branch(r, branch, masks, weights.step, start_from=weights, data_seed=data_seed)
-        return WeightSnapshot.load(os.path.join(self.run_dir.branch_dir(r, branch), "weights.npz"))
+        return self.run_dir.weights(r, branch)
 
     def _round(self, r: int, masks: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         config = self.config
@@ -449,8 +448,7 @@ class Engine:
         dense = r == 0 and branch == TICKET
         if dense and config.rewind_step == "auto":
             for k in config.rewind_candidates:  # θk of every candidate, on the way
-                path = os.path.join(run_dir.path, f"theta_k{k}.npz")
-                if k and not os.path.exists(path):
+                if k and run_dir.dense_weights_at(k) is None:
                     at_step[k] = [lambda k=k: self._keep_theta(k)]
         elif dense and config.rewind_step and self.rewind_point is None:
             at_step[config.rewind_step] = [self._take_rewind_point]

@@ -131,11 +131,24 @@ class RunDir:
         write_json(self._file(round_index, branch, "metrics.json"), metrics)
         checkpoints.remove(self._file(round_index, branch, "checkpoint.npz"))
 
-    def weights(self, round_index: int) -> WeightSnapshot | None:
-        """The trained weights of a round's ticket, or None if missing or
-        damaged."""
-        return _read_or_none(WeightSnapshot.load, self._file(round_index, TICKET, "weights.npz"),
-                             "the round's ticket trains again")
+    def weights(self, round_index: int, branch: str = TICKET) -> WeightSnapshot | None:
+        """The trained weights of a branch (a round's ticket by default), or
+        None if missing or damaged."""
+        return _read_or_none(WeightSnapshot.load, self._file(round_index, branch, "weights.npz"),
+                             "the branch trains again")
+
+    def dense_weights_at(self, step: int) -> WeightSnapshot | None:
+        """The dense network's stored weights after `step` steps
+        (`theta_k<step>.npz`), or None if missing or damaged."""
+        return _read_or_none(WeightSnapshot.load, self._theta_path(step),
+                             "they are trained again")
+
+    def save_dense_weights_at(self, snapshot: WeightSnapshot) -> None:
+        if self.writable:
+            snapshot.save(self._theta_path(snapshot.step))
+
+    def _theta_path(self, step: int) -> str:
+        return os.path.join(self.path, f"theta_k{step}.npz")
 
     def all_metrics(self) -> list[dict[str, Any]]:
         """Metrics of every completed branch, ticket and controls."""
