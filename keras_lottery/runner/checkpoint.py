@@ -25,9 +25,11 @@ import json
 import os
 import warnings
 
+import keras
 import numpy as np
 
 from keras_lottery.files import CorruptFileError, atomic_path, read_npz
+from keras_lottery.masked_layer import masked_layers
 
 _EXTRA = "x_"  # prefix of the `BranchState.extra` arrays
 
@@ -58,6 +60,34 @@ class BranchState:
     model_values: list[np.ndarray]
     optimizer_values: list[np.ndarray]
     extra: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def capture(cls, model, optimizer, step: int,
+                history: list[dict[str, float]]) -> BranchState:
+        """The state of a branch training `model` with `optimizer` at `step`.
+
+        Args:
+            model: the (masked) model; its masks are not part of the state.
+            optimizer: the branch's optimizer.
+            step: the global step.
+            history: the evaluation records so far (copied).
+
+        Returns:
+            A `BranchState`.
+        """
+        return cls(
+            step=step,
+            history=[dict(h) for h in history],
+            model_values=[keras.ops.convert_to_numpy(v) for v in _state_variables(model)],
+            optimizer_values=[keras.ops.convert_to_numpy(v) for v in optimizer.variables],
+        )
+
+    def restore(self, model, optimizer) -> None:
+        """Assigns the model's and the optimizer's variables from this state."""
+        for variable, value in zip(_state_variables(model), self.model_values):
+            variable.assign(value)
+        for variable, value in zip(optimizer.variables, self.optimizer_values):
+            variable.assign(value)
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the state to `path` atomically, keeping the one it replaces.
@@ -130,6 +160,12 @@ class BranchState:
             count_optimizer=np.array(len(self.optimizer_values)),
         )
         return arrays
+
+
+def _state_variables(model) -> list:
+    """Model state a checkpoint needs: weights and RNG states, not masks."""
+    masks = {id(m) for layer in masked_layers(model) for m in layer.masks}
+    return [v for v in model.variables if id(v) not in masks]
 
 
 def previous_path(path: str | os.PathLike) -> str:

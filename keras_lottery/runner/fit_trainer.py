@@ -23,7 +23,6 @@ import keras
 import numpy as np
 
 from keras_lottery import compat
-from keras_lottery.masked_layer import masked_layers
 from keras_lottery.rewind import WeightSnapshot, snapshot_weights
 from keras_lottery.runner.checkpoint import BranchState
 from keras_lottery.runner.early_stop import is_finite
@@ -81,10 +80,6 @@ def fresh_optimizer(optimizer: keras.optimizers.Optimizer, offset: int = 0) -> k
     return optimizer.__class__.from_config(config)
 
 
-def _mask_ids(model: keras.Model) -> set[int]:
-    return {id(m) for layer in masked_layers(model) for m in layer.masks}
-
-
 class FitTrainer:
     """Trains one branch of a user's model with `model.fit`.
 
@@ -124,8 +119,6 @@ class FitTrainer:
         self.diverged_at: int | None = None
         self.last_finite: WeightSnapshot | None = None
         self.train_seconds, self.timed_steps = 0.0, 0
-        masks = _mask_ids(model)
-        self._variables = [v for v in model.variables if id(v) not in masks]
         with scope() if scope is not None else contextlib.nullcontext():
             self.optimizer = fresh_optimizer(compile_args["optimizer"], offset=start)
             model.compile(**{**compile_args, "optimizer": self.optimizer})
@@ -134,19 +127,11 @@ class FitTrainer:
     # Checkpoints ----------------------------------------------------------
     def state(self) -> BranchState:
         """A checkpoint of the branch at the current step."""
-        return BranchState(
-            step=self.step,
-            history=[dict(h) for h in self.history],
-            model_values=[keras.ops.convert_to_numpy(v) for v in self._variables],
-            optimizer_values=[keras.ops.convert_to_numpy(v) for v in self.optimizer.variables],
-        )
+        return BranchState.capture(self.model, self.optimizer, self.step, self.history)
 
     def restore(self, state: BranchState) -> None:
         """Continues from a checkpoint taken by `state()`."""
-        for variable, value in zip(self._variables, state.model_values):
-            variable.assign(value)
-        for variable, value in zip(self.optimizer.variables, state.optimizer_values):
-            variable.assign(value)
+        state.restore(self.model, self.optimizer)
         self.step, self.history = state.step, [dict(h) for h in state.history]
 
     @property

@@ -25,7 +25,6 @@ import keras
 import numpy as np
 
 from keras_lottery.compat import import_tensorflow
-from keras_lottery.masked_layer import masked_layers
 from keras_lottery.rewind import WeightSnapshot, snapshot_weights
 from keras_lottery.runner import pipeline
 from keras_lottery.runner.checkpoint import BranchState
@@ -130,12 +129,6 @@ class Splits:
         return cls(data.x_train, data.y_train, evals, pipeline.normalizer(data.x_train))
 
 
-def _model_variables(model: keras.Model) -> list:
-    """Model state a checkpoint needs: weights and RNG states, not masks."""
-    masks = {id(m) for layer in masked_layers(model) for m in layer.masks}
-    return [v for v in model.variables if id(v) not in masks]
-
-
 class LoopTrainer:
     """Trains a model from step `start` to `end` with evaluation and hooks.
 
@@ -224,19 +217,11 @@ class LoopTrainer:
 
     def state(self) -> BranchState:
         """A checkpoint of the branch at the current step."""
-        return BranchState(
-            step=self.step,
-            history=[dict(h) for h in self.history],
-            model_values=[keras.ops.convert_to_numpy(v) for v in _model_variables(self.model)],
-            optimizer_values=[keras.ops.convert_to_numpy(v) for v in self.optimizer.variables],
-        )
+        return BranchState.capture(self.model, self.optimizer, self.step, self.history)
 
     def restore(self, state: BranchState) -> None:
         """Continues from a checkpoint taken by `state()`."""
-        for variable, value in zip(_model_variables(self.model), state.model_values):
-            variable.assign(value)
-        for variable, value in zip(self.optimizer.variables, state.optimizer_values):
-            variable.assign(value)
+        state.restore(self.model, self.optimizer)
         self.step, self.history = state.step, [dict(h) for h in state.history]
 
     def run(
