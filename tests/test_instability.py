@@ -180,3 +180,36 @@ def test_auto_rewind_of_a_search_resumes_an_interrupted_copy_to_the_same_result(
     for key, values in b["curve"]["metrics"].items():
         np.testing.assert_allclose(a["curve"]["metrics"][key], values, rtol=1e-5, atol=1e-6)
     assert glob.glob(f"{clean.run_dir}/instability/events.out.tfevents.*")
+
+
+def test_search_instability_adds_branches_to_an_existing_run_of_your_own_model(tmp_path, digits):
+    train, val, test = digits
+    search = kl.LotterySearch(digits_mlp, rounds=1, prune_fraction=0.5, logdir=str(tmp_path),
+                              verbose=0)
+    arguments = dict(steps=40, eval_every=20, batch_size=32)
+    with pytest.raises(ValueError, match=r"has completed rounds \[\]. Run fit\(\)"):
+        search.instability(train, val, test, round=1, rewind_steps=[0], **arguments)
+    assert not glob.glob(f"{tmp_path}/*/round_*")  # nothing trained, no run started
+    result = search.fit(train, val, test, **arguments)
+    with pytest.raises(ValueError, match=r"completed rounds \[0, 1\].*round=2"):
+        search.instability(train, val, test, round=2, rewind_steps=[0], **arguments)
+    measured = search.instability(train, val, test, round=1, rewind_steps=[0, 20], points=4,
+                                  **arguments)
+    assert [m["rewind_step"] for m in measured] == [0, 20]
+    for m in measured:
+        assert m["round"] == 1 and m["percent_remaining"] == pytest.approx(50, abs=1)
+        assert set(m["instability"]) == {"val", "test"}
+        assert len(m["curve"]["alphas"]) == 4
+        copy1 = json.load(open(f"{result.run_dir}/round_01/instability_k{m['rewind_step']}"
+                               "_copy1/metrics.json"))
+        assert copy1["start_step"] == m["rewind_step"]
+    # Stored: asked again, the results are read back, not retrained.
+    weights = f"{result.run_dir}/round_01/instability_k0_copy1/weights.npz"
+    stamp = os.stat(weights).st_mtime_ns
+    again = search.instability(train, val, test, round=1, rewind_steps=[0], **arguments)
+    assert again[0]["curve"] == measured[0]["curve"] and os.stat(weights).st_mtime_ns == stamp
+    # The run itself is unchanged: the copies are not rows of its table.
+    rerun = kl.LotterySearch(digits_mlp, rounds=1, prune_fraction=0.5, logdir=str(tmp_path),
+                             verbose=0).fit(train, val, test, **arguments)
+    assert rerun.table() == result.table()
+    assert [r["branch"] for r in rerun.rows] == ["ticket", "ticket"]

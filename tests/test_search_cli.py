@@ -97,6 +97,20 @@ def test_run_report_and_export_a_model_and_data_of_your_own(project):
     code, out, err = _run(project, "export", run_dir, "--round", "2", "ticket_out")
     assert code == 0, err[-3000:]
     assert os.path.exists(project / "ticket_out" / "ticket.keras")
+    # The instability of a round of the run: two copies, as branches of it.
+    code, out, err = _run(project, "instability", run_dir, "--round", "2", "--rewind-steps",
+                          "0,100", "--points", "3")
+    assert code == 0, err[-3000:]
+    assert re.search(r"round 2  \d+\.\d% remaining  k=0 +instability \(pp\): test \d+\.\d\d"
+                     r"  val \d+\.\d\d\n", out), out
+    assert "k=100" in out
+    measured = json.load(open(os.path.join(run_dir, "round_02", "instability_k100.json")))
+    assert measured["curve"]["alphas"] == [0.0, 0.5, 1.0]
+    ticket = json.load(open(os.path.join(run_dir, "round_02", "metrics.json")))
+    assert measured["percent_remaining"] == pytest.approx(ticket["percent_remaining"])
+    code, out, err = _run(project, "report", run_dir)
+    assert code == 0, err[-3000:]
+    assert "Instability (linear mode connectivity)" in out and "k=100" in out
 
 
 def test_sigkill_mid_round_then_rerun_gives_the_same_masks(project):

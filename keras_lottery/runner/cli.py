@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("presets", help="list the presets and their sources")
     unstable = commands.add_parser(
         "instability", help="linear mode connectivity of a round at rewind steps k")
-    unstable.add_argument("run_dir", help="a preset run directory")
+    unstable.add_argument("run_dir", help="a run directory (a preset, or --model/--data)")
     unstable.add_argument("--round", type=int, required=True, help="the round (0: dense)")
     unstable.add_argument("--rewind-steps", type=_parse_list(int), required=True,
                           dest="rewind_steps", help="steps k to train the copies from, "

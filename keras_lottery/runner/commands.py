@@ -35,6 +35,13 @@ def run(config: LotteryConfig) -> LotteryResult:
 
 def search_user_model(config: LotteryConfig) -> LotteryResult:
     """Imports a user's model and data functions and searches them."""
+    search, splits, arguments = _user_search(config)
+    return search.fit(*splits, **arguments)
+
+
+def _user_search(config: LotteryConfig) -> tuple[LotterySearch, tuple, dict[str, Any]]:
+    """The `LotterySearch` of a run of a model of your own, its data
+    `(train, validation, test)` and the rest of `fit`'s arguments."""
     build = import_object(config.model, "model")
     data_path = config.data.partition("#")[0]
     splits = import_object(data_path, "data")()
@@ -44,12 +51,12 @@ def search_user_model(config: LotteryConfig) -> LotteryResult:
             f"Received: {type(splits).__name__}"
             + (f" of {len(splits)} items" if isinstance(splits, (tuple, list)) else "")
         )
-    train, validation, test = (*splits, None)[:3]
     settings = {k: getattr(config, k) for k in SEARCH_SETTINGS}
     strategy = None if config.strategy == "default" else config.strategy
     search = LotterySearch(build, strategy=strategy, **settings)
-    return search.fit(train, validation, test, steps=config.steps, eval_every=config.eval_every,
-                      batch_size=config.batch_size, data_name=data_path)
+    arguments = {"steps": config.steps, "eval_every": config.eval_every,
+                 "batch_size": config.batch_size, "data_name": data_path}
+    return search, tuple((*splits, None)[:3]), arguments
 
 
 def report(run_dir: str, out: str | None = None) -> dict[str, Any]:
@@ -91,13 +98,23 @@ def report(run_dir: str, out: str | None = None) -> dict[str, Any]:
 def instability(run_dir: str, round_index: int, rewind_steps: tuple[int, ...],
                 points: int | None = None) -> list[dict[str, Any]]:
     """`keras-lottery instability`: trains the two copies of each rewind
-    step as branches of a preset run's round and prints the instabilities
-    (`runner.instability.preset_instability`).
+    step as branches of a run's round and prints the instabilities: a
+    preset run through `runner.instability.preset_instability`, a run of a
+    model of your own through `LotterySearch.instability` (its model and
+    data functions imported again, as `run` does).
 
     Returns:
         One result per rewind step.
     """
-    results = instability_lib.preset_instability(run_dir, round_index, rewind_steps, points)
+    config = RunDir.load(run_dir).config
+    if config.is_preset_model:
+        results = instability_lib.preset_instability(run_dir, round_index, rewind_steps, points)
+    else:
+        search, splits, arguments = _user_search(
+            dataclasses.replace(config, logdir=os.path.dirname(os.path.abspath(run_dir)),
+                                name=os.path.basename(os.path.abspath(run_dir))))
+        results = search.instability(*splits, round=round_index, rewind_steps=rewind_steps,
+                                     points=points, **arguments)
     print("\n".join(instability_lib.summary_lines(results)))
     path = os.path.join(run_dir, "instability.png")
     report_lib.instability_figure(instability_lib.load_results(run_dir), path)

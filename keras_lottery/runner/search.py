@@ -211,6 +211,78 @@ class LotterySearch:
                 NaN or infinite.
             RunLockedError: if another process is running the same search.
         """
+        config, model, compile_args, data, strategy = self._prepare(
+            train, validation_data, test_data, steps, eval_every, batch_size, data_name)
+        with run_lock(config):
+            engine = self._engine(config, model, compile_args, data, strategy, callbacks)
+            if config.verbose:
+                print(f"run directory: {engine.run_dir.path}")
+            result = engine.run()
+        result.build = (lambda: self._ticket_model(strategy, data)) if not isinstance(
+            self.model, keras.Model) else (lambda: model)
+        return result
+
+    def instability(self, train: Any, validation_data: Any = None, test_data: Any = None, *,
+                    round: int, rewind_steps: Sequence[int], steps: int, eval_every: int = 100,
+                    batch_size: int | None = 32, points: int | None = None,
+                    callbacks: Sequence[keras.callbacks.Callback] = (),
+                    data_name: str = "python:data") -> list[dict[str, Any]]:
+        """The instability analysis of a round of this search's run.
+
+        For each k, two copies train from θk under the round's masks (dense
+        for round 0) with different data orders, as branches of the run
+        (resumable), and the error along the linear path between them is
+        evaluated on every split (`runner.instability`). The arguments
+        after `round`, `rewind_steps` and `points` are `fit`'s and must be
+        the ones the run was found with: they name its directory.
+
+        Args:
+            train, validation_data, test_data: as for `fit`.
+            round: a completed round of the run (0: the dense network).
+            rewind_steps: the k to measure, each in [0, steps).
+            steps, eval_every, batch_size, callbacks, data_name: as for `fit`.
+            points: points along the path (default: `stability_points`).
+
+        Returns:
+            One result per k (`runner.instability.measure`): `instability`
+            (split -> error barrier, a fraction), `curve`, `seeds`,
+            `percent_remaining`; also in `round_NN/instability_k<K>.json`,
+            TensorBoard `RUN_DIR/instability/` and `keras-lottery report`.
+
+        Raises:
+            ValueError: if the run has no such round (run `fit` first, with
+                the same arguments), or for a bad rewind step.
+
+        Example:
+        >>> search.fit((x, y), validation_data=(x_val, y_val), steps=2000)
+        >>> results = search.instability((x, y), validation_data=(x_val, y_val),
+        ...                              steps=2000, round=3, rewind_steps=[0, 500])
+        >>> [r["instability"]["val"] for r in results]
+        """
+        from keras_lottery.runner.instability import analyze
+
+        config, model, compile_args, data, strategy = self._prepare(
+            train, validation_data, test_data, steps, eval_every, batch_size, data_name)
+        path = os.path.join(config.logdir, config.run_name)
+        exists = os.path.exists(os.path.join(path, "config.json"))
+        done = RunDir.load(path).completed_rounds() if exists else []
+        if round not in done:
+            raise ValueError(
+                f"instability measures a round of an existing run: {path} has completed "
+                f"rounds {done}. Run fit() with the same model, data and arguments first. "
+                f"Received: round={round!r}"
+            )
+        with run_lock(config):
+            engine = self._engine(config, model, compile_args, data, strategy, callbacks)
+            return analyze(engine, round, rewind_steps, points)
+
+    def _prepare(self, train: Any, validation_data: Any, test_data: Any, steps: int,
+                 eval_every: int, batch_size: int | None, data_name: str):
+        """Checks the data, builds the masked model and the run's config.
+
+        Returns:
+            `(config, model, compile_args, data, strategy)`.
+        """
         base = self._config
         data = SearchData.of(train, validation_data, test_data, batch_size, base.seed)
         if base.monitor.startswith(("val_", "test_")) and base.monitor.split("_")[0] not in (
@@ -234,12 +306,12 @@ class LotterySearch:
                   "strategy": "mirrored" if strategy is not None else "default"}
         if data.train.kind == "arrays":
             values["batch_size"] = batch_size
-        config = LotteryConfig.from_dict(values)
-        with run_lock(config):
-            return self._run(config, model, compile_args, data, strategy, callbacks)
+        return LotteryConfig.from_dict(values), model, compile_args, data, strategy
 
-    def _run(self, config: LotteryConfig, model: keras.Model, compile_args: dict[str, Any],
-             data: SearchData, strategy, callbacks) -> LotteryResult:
+    def _engine(self, config: LotteryConfig, model: keras.Model, compile_args: dict[str, Any],
+                data: SearchData, strategy, callbacks) -> Engine:
+        """The engine of the run, its directory opened (the caller holds
+        its lock), training every branch through `model.fit`."""
         run_dir = RunDir.open(config)
         run_dir.save_data_info({"train": data.train.kind, "evaluated": sorted(data.evals),
                                 "fingerprint": data.fingerprint()})
@@ -253,13 +325,7 @@ class LotterySearch:
                               label=label, monitor=config.monitor, verbose=config.verbose,
                               scope=scope)
 
-        if config.verbose:
-            print(f"run directory: {run_dir.path}")
-        engine = Engine(config, model, make_trainer, run_dir, metric=None)
-        result = engine.run()
-        result.build = (lambda: self._ticket_model(strategy, data)) if not isinstance(
-            self.model, keras.Model) else (lambda: model)
-        return result
+        return Engine(config, model, make_trainer, run_dir, metric=None)
 
     def _masked_model(self, strategy, data: SearchData) -> tuple[keras.Model, dict[str, Any]]:
         """Builds (or takes) the user's model and wraps it for pruning."""
