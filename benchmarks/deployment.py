@@ -45,15 +45,18 @@ TFLITE = ("tflite", "tflite_sparse", "tflite_sparse_int8")
 ROUNDS = {"lenet300": (3, 4, 6, 8), "conv2": (2, 4, 5)}
 
 
-def find_runs(logdir: str) -> dict[tuple[str, str], str]:
-    """(model, granularity) -> run directory of the structured experiment."""
+def find_runs(logdir: str, seed: int = 0) -> dict[tuple[str, str], str]:
+    """(model, granularity) -> run directory of the structured experiment:
+    its θ0-rewinding run of `seed` (the logdir may hold other runs of the
+    same models, e.g. examples/instability.py's other seeds and auto runs)."""
     runs = {}
     for path in sorted(glob.glob(os.path.join(logdir, "*"))):
         try:
             config = RunDir.load(path).config
         except (FileNotFoundError, ValueError):
             continue
-        runs[(config.model, config.granularity)] = path
+        if config.seed == seed and config.rewind_step == 0:
+            runs[(config.model, config.granularity)] = path
     return runs
 
 
@@ -131,9 +134,13 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, nargs="+", default=None,
                    help=f"ticket rounds to export (default per model: {ROUNDS})")
     p.add_argument("--repeats", type=int, default=None, help="default: 5 (--quick) or 11")
+    p.add_argument("--seed", type=int, default=0, help="the runs' seed")
+    p.add_argument("--models", nargs="+", default=None, choices=sorted(ROUNDS),
+                   help="the models to measure (default: every one in --logdir)")
     args = p.parse_args(argv)
     repeats = args.repeats or (5 if args.quick else 11)
-    runs = find_runs(args.logdir)
+    runs = {key: path for key, path in find_runs(args.logdir, args.seed).items()
+            if args.models is None or key[0] in args.models}
     if not runs:
         raise SystemExit(f"no runs in {args.logdir}; run examples/structured_tickets.py first")
     results = []
