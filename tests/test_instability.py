@@ -213,3 +213,25 @@ def test_search_instability_adds_branches_to_an_existing_run_of_your_own_model(t
                              verbose=0).fit(train, val, test, **arguments)
     assert rerun.table() == result.table()
     assert [r["branch"] for r in rerun.rows] == ["ticket", "ticket"]
+
+
+def test_preset_instability_of_a_moved_run_adds_its_branches_there(tmp_path, fashion):
+    import shutil
+
+    from conftest import tiny_config
+    from keras_lottery.runner.instability import preset_instability
+    from keras_lottery.runner.presets import find_ticket
+
+    result = find_ticket(tiny_config(tmp_path, rounds=1))
+    moved = str(tmp_path / "elsewhere" / "my_run")
+    shutil.move(result.run_dir, moved)
+    stamp = os.stat(f"{moved}/round_01/metrics.json").st_mtime_ns
+    measured = preset_instability(moved, 1, [0, 20], points=3)
+    assert [m["rewind_step"] for m in measured] == [0, 20]
+    assert measured[0]["percent_remaining"] == pytest.approx(result.rows[-1]["percent_remaining"])
+    assert set(measured[0]["instability"]) == {"val", "test", "train_eval"}
+    for k in (0, 20):
+        assert os.path.exists(f"{moved}/round_01/instability_k{k}.json")
+        assert os.path.exists(f"{moved}/round_01/instability_k{k}_copy2/weights.npz")
+    assert os.stat(f"{moved}/round_01/metrics.json").st_mtime_ns == stamp  # not retrained
+    assert not os.path.exists(result.run_dir)  # nothing recreated where the run was made

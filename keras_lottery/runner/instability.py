@@ -33,6 +33,7 @@ and the run's `result.json`.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 from collections.abc import Callable, Sequence
@@ -242,29 +243,18 @@ def preset_instability(run_dir: str, round_index: int, rewind_steps: Sequence[in
     ...                              [0, 100, 500])
     >>> [r["instability"]["test"] for r in results]
     """
-    from keras_lottery.runner import data as data_lib
-    from keras_lottery.runner.distribute import make_strategy
-    from keras_lottery.runner.lock import RunLock
-    from keras_lottery.runner.loop_trainer import LoopTrainer, Splits
-    from keras_lottery.runner.presets import preset_model
+    from keras_lottery.runner.engine import run_lock
+    from keras_lottery.runner.presets import preset_engine
 
     config: LotteryConfig = RunDir.load(run_dir).config
     if not config.is_preset_model:
         raise ValueError(f"preset_instability needs a preset run; {run_dir} holds model="
                          f"{config.model!r}. Received: run_dir={run_dir!r}")
-    with RunLock(run_dir):
-        run = RunDir(run_dir, config, writable=True)
-        data = data_lib.load(config.dataset, data_dir=config.data_dir,
-                             validation=config.validation, classes=config.classes or None)
-        splits = Splits.from_dataset(data, config.train_eval_examples)
-        strategy = make_strategy(config.strategy)
-        with strategy.scope():
-            model = preset_model(config, data.input_shape, data.num_classes)
-
-        def make_trainer(start: int, label: str) -> LoopTrainer:
-            return LoopTrainer(model, config, strategy, splits, start=start)
-
-        engine = Engine(config, model, make_trainer, run, metric="accuracy")
+    path = os.path.abspath(run_dir)  # where the run is now, wherever it was made
+    config = dataclasses.replace(config, logdir=os.path.dirname(path),
+                                 name=os.path.basename(path))
+    with run_lock(config):
+        engine, _ = preset_engine(config)
         return analyze(engine, round_index, rewind_steps, points)
 
 

@@ -73,6 +73,14 @@ def preset_engine(config: LotteryConfig, data: data_lib.Dataset | None = None, s
         `(engine, build)`: the `Engine`, and a function building a fresh
         masked model of the run's architecture.
     """
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "The presets train through a tf.distribute loop, which needs the TensorFlow "
+            f"backend (KERAS_BACKEND=tensorflow). Received: backend "
+            f"{keras.backend.backend()!r}. On this backend, search a preset's architecture "
+            "as a model of your own: keras_lottery.LotterySearch with a builder around "
+            "keras_lottery.runner.models.build(...), compiled."
+        )
     from keras_lottery.runner.loop_trainer import LoopTrainer, Splits
 
     strategy = strategy if strategy is not None else make_strategy(config.strategy)

@@ -205,3 +205,29 @@ def test_unusable_inputs_are_refused_with_what_is_accepted():
     dataset = torch.utils.data.TensorDataset(torch.from_numpy(TRAIN[0]), torch.from_numpy(TRAIN[1]))
     with pytest.raises(ValueError, match="generator=torch.Generator"):
         TrainData.of(torch.utils.data.DataLoader(dataset, batch_size=60, shuffle=True), None, seed=0)
+
+
+def test_instability_of_a_round_on_this_backend(run):
+    logdir = os.path.dirname(run.run_dir)
+    (measured,) = _search(logdir).instability(TRAIN, VAL, TEST, round=2, rewind_steps=[20],
+                                               points=3, **FIT)
+    assert measured["round"] == 2 and measured["rewind_step"] == 20
+    assert measured["seeds"][0] != measured["seeds"][1]
+    errors = measured["curve"]["metrics"]["val_error"]
+    assert len(errors) == 3 and all(0 <= e <= 1 for e in errors)
+    assert measured["instability"]["val"] == pytest.approx(
+        max(errors) - (errors[0] + errors[-1]) / 2)
+    assert os.path.exists(os.path.join(run.run_dir, "round_02", "instability_k20.json"))
+
+
+@pytest.mark.skipif(keras.backend.backend() == "tensorflow",
+                    reason="the presets run on the TensorFlow backend")
+def test_presets_on_another_backend_are_refused_saying_what_to_use_instead(tmp_path):
+    from keras_lottery.runner.presets import preset_engine
+
+    config = kl.LotteryConfig.from_preset("lenet300", dataset="fashion_mnist", steps=10,
+                                          rounds=1, logdir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"needs the TensorFlow backend .*Received: backend "
+                                         rf"'{keras.backend.backend()}'.*LotterySearch"):
+        preset_engine(config)
+    assert not os.listdir(tmp_path)  # refused before the run directory is made
