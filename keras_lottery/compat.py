@@ -4,7 +4,8 @@ the helper that imports TensorFlow where it is optional.
 Keras 3 has no public API for some things the library must do: list a
 layer's sublayers, swap a kernel for one call, replace a sublayer in place,
 clone without compiling, find an optimizer's slots for a variable, read the
-arguments of `compile()`, ask a strategy whether it spans several workers.
+arguments of `compile()`, ask a strategy whether it spans several workers,
+edit a converted TFLite file's tensors.
 Each is done here, in one small function whose docstring names the version
 behaviour it relies on (checked against Keras 3.15 and TensorFlow 2.21);
 `tests/test_compat.py` pins each of them, so a Keras or TensorFlow upgrade
@@ -347,3 +348,28 @@ def in_multi_worker_mode(strategy: tf.distribute.Strategy) -> bool:
     False
     """
     return bool(strategy.extended._in_multi_worker_mode())  # noqa: SLF001
+
+
+def tflite_flatbuffers() -> tuple[Any, Any]:
+    """TensorFlow's TFLite flatbuffer schema and its object-API helpers.
+
+    Relies on TensorFlow 2.21's `tensorflow.lite.python.schema_py_generated`
+    (the generated object API of the TFLite schema: `ModelT`, `TensorT`,
+    `SparsityParametersT`, `DimensionMetadataT`, `DimensionType`,
+    `SparseIndexVector`, `Int32VectorT`/`Uint16VectorT`/`Uint8VectorT`) and
+    `tensorflow.lite.tools.flatbuffer_utils` (`convert_bytearray_to_object`,
+    `convert_object_to_bytearray`). Neither is public API; they are the only
+    way to edit a converted model's tensors from Python.
+
+    Returns:
+        `(schema, flatbuffer_utils)` modules.
+
+    Example:
+    >>> schema, utils = tflite_flatbuffers()
+    >>> model = utils.convert_bytearray_to_object(bytearray(content))
+    """
+    import_tensorflow("TFLite export")
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    return schema, flatbuffer_utils

@@ -15,6 +15,8 @@ import tempfile
 import keras
 import numpy as np
 
+from keras_lottery.tflite_encoding import prefer_smaller_layout
+
 
 def convert(model: keras.Model, sparse: bool = False, int8: bool = False,
             calibration: np.ndarray | None = None) -> bytes:
@@ -23,7 +25,9 @@ def convert(model: keras.Model, sparse: bool = False, int8: bool = False,
     Args:
         model: a model without `MaskedLayer`s (`strip()` or `compact()` it).
         sparse: encode sparse weight tensors sparsely
-            (`tf.lite.Optimize.EXPERIMENTAL_SPARSITY`).
+            (`tf.lite.Optimize.EXPERIMENTAL_SPARSITY`), each float tensor in
+            the smaller of TFLite's two layouts
+            (`tflite_encoding.prefer_smaller_layout`).
         int8: post-training int8 quantization of the weights and
             activations (float inputs and outputs kept), calibrated on
             `calibration`.
@@ -53,7 +57,10 @@ def convert(model: keras.Model, sparse: bool = False, int8: bool = False,
         if sparse:
             optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
         converter.optimizations = optimizations
-        return converter.convert()
+        content = converter.convert()
+    if sparse:  # the converter's 1x4 blocks are larger for a ticket's random sparsity
+        content, _ = prefer_smaller_layout(content)
+    return content
 
 
 class Runner:

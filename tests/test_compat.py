@@ -229,3 +229,19 @@ def test_compile_arguments_are_the_last_compile_and_unwrap_loss_scaling():
 def test_in_multi_worker_mode_is_false_on_one_process():
     assert compat.in_multi_worker_mode(tf.distribute.get_strategy()) is False
     assert compat.in_multi_worker_mode(tf.distribute.OneDeviceStrategy("/cpu:0")) is False
+
+
+def test_tflite_flatbuffers_read_and_write_a_converted_model():
+    schema, utils = compat.tflite_flatbuffers()
+    converter = tf.lite.TFLiteConverter.from_keras_model(_dense_model())
+    content = converter.convert()
+    model = utils.convert_bytearray_to_object(bytearray(content))
+    assert isinstance(model, schema.ModelT)
+    tensors = model.subgraphs[0].tensors
+    assert all(isinstance(t, schema.TensorT) for t in tensors)
+    assert {t.type for t in tensors} == {schema.TensorType.FLOAT32}
+    assert bytes(utils.convert_object_to_bytearray(model))[4:8] == b"TFL3"  # a TFLite file
+    for name in ("SparsityParametersT", "DimensionMetadataT", "Int32VectorT", "Uint16VectorT",
+                 "Uint8VectorT"):
+        assert hasattr(schema, name), name
+    assert schema.DimensionType.SPARSE_CSR != schema.DimensionType.DENSE

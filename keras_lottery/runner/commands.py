@@ -126,7 +126,7 @@ def export(run_dir: str, round_index: int, out: str,
            formats: tuple[str, ...] | None = None) -> list:
     """`keras-lottery export`: writes a round's stripped ticket.
 
-    Writes `OUT/savedmodel/` (TF SavedModel) and `OUT/ticket.keras`; with
+    Writes `OUT/ticket.keras` and `OUT/savedmodel/` (TF SavedModel); with
     `formats` (keys of `keras_lottery.deploy.FORMATS`: keras, savedmodel,
     compact, tflite, tflite_sparse, tflite_sparse_int8) each of those,
     checked against the masked model on 1000 of the run's test examples
@@ -135,9 +135,9 @@ def export(run_dir: str, round_index: int, out: str,
     model = load_ticket(run_dir, round_index)
     if formats is not None:
         return _export_formats(run_dir, model, out, formats)
-    sizes = [
-        save_ticket(model, os.path.join(out, "savedmodel")),
+    sizes = [  # .keras first: it needs no TensorFlow, SavedModel does
         save_ticket(model, os.path.join(out, "ticket.keras")),
+        save_ticket(model, os.path.join(out, "savedmodel")),
     ]
     for size in sizes:
         print(size)
