@@ -121,6 +121,7 @@ def save_ticket(model: keras.Model, path: str | os.PathLike) -> TicketSize:
     path = os.fspath(path)
     plain = strip(model)
     if path.endswith(".keras"):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         plain.save(path)
     else:
         compat.import_tensorflow("SavedModel export (save_ticket to a directory)")
