@@ -5,7 +5,7 @@ iterative pruning two ways from the same trained dense network (the unit
 run adopts the weight run's round 0):
 
 - `weight` granularity (the paper): single weights, with the random-reinit
-  control for LeNet;
+  control;
 - `unit` granularity: whole Dense units and Conv filters ranked by the norm
   of their weights, with its random-reinit control (same architecture,
   fresh weights: Liu et al. 2019's "train the pruned architecture from
@@ -61,10 +61,9 @@ def configs(model: str, args) -> dict[str, kl.LotteryConfig]:
     rates = {**{f"conv{i}": args.conv_rate for i in range(1, convs + 1)}, "output": 0.0}
     out = {}
     for granularity in ("weight", "unit"):
-        controls = ("random_reinit",) if granularity == "unit" or model == "lenet300" else ()
         out[granularity] = kl.LotteryConfig.from_preset(
             model, dataset="fashion_mnist", scope="layerwise", rates=rates,
-            granularity=granularity, controls=controls, seed=args.seed,
+            granularity=granularity, controls=("random_reinit",), seed=args.seed,
             logdir=args.logdir, verbose=2, **budget)
     return out
 
