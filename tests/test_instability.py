@@ -208,6 +208,17 @@ def test_search_instability_adds_branches_to_an_existing_run_of_your_own_model(t
     stamp = os.stat(weights).st_mtime_ns
     again = search.instability(train, val, test, round=1, rewind_steps=[0], **arguments)
     assert again[0]["curve"] == measured[0]["curve"] and os.stat(weights).st_mtime_ns == stamp
+    # A damaged copy is detected and trained again, to the same curve.
+    with open(weights, "wb") as f:
+        f.write(b"not an npz")
+    os.remove(f"{result.run_dir}/round_01/instability_k0.json")
+    with pytest.warns(UserWarning, match="instability_k0_copy1"):
+        rebuilt = search.instability(train, val, test, round=1, rewind_steps=[0], points=4,
+                                      **arguments)
+    assert kl.rewind.WeightSnapshot.load(weights).step == arguments["steps"]
+    for key, values in measured[0]["curve"]["metrics"].items():
+        np.testing.assert_allclose(rebuilt[0]["curve"]["metrics"][key], values, rtol=1e-5,
+                                   atol=1e-6)
     # The run itself is unchanged: the copies are not rows of its table.
     rerun = kl.LotterySearch(digits_mlp, rounds=1, prune_fraction=0.5, logdir=str(tmp_path),
                              verbose=0).fit(train, val, test, **arguments)

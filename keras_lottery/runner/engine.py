@@ -386,10 +386,16 @@ class Engine:
                 seed; the NumPy order of a model of your own).
 
         Returns:
-            The trained weights.
+            The trained weights. A damaged `weights.npz` makes the branch
+            train again.
         """
         self._branch(r, branch, masks, weights.step, start_from=weights, data_seed=data_seed)
-        return self.run_dir.weights(r, branch)
+        trained = self.run_dir.weights(r, branch)
+        if trained is None:  # damaged: the branch trains again
+            self.run_dir.forget(r, branch)
+            self._branch(r, branch, masks, weights.step, start_from=weights, data_seed=data_seed)
+            trained = self.run_dir.weights(r, branch)
+        return trained
 
     def _round(self, r: int, masks: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         config = self.config
