@@ -57,9 +57,11 @@ class Trainer(Protocol):
 
     `run` trains from `step` to the config's `steps`, evaluating every
     `eval_every` steps (and at the start and the end) and returns the
-    evaluation history; `diverged_at` is the step where the loss became
-    non-finite (None if it did not) and `last_finite` the weights at the
-    last evaluation before that.
+    evaluation history; `evaluate` gives the model's metrics on every
+    evaluation split now; `reseed` sets the training data order (extra
+    branches such as the instability copies); `diverged_at` is the step
+    where the loss became non-finite (None if it did not) and
+    `last_finite` the weights at the last evaluation before that.
     """
 
     step: int
@@ -72,6 +74,10 @@ class Trainer(Protocol):
     def state(self) -> BranchState: ...
 
     def restore(self, state: BranchState) -> None: ...
+
+    def evaluate(self) -> dict[str, float]: ...
+
+    def reseed(self, seed: int) -> None: ...
 
 
 TrainerFactory = Callable[[int, str], Trainer]
@@ -441,7 +447,7 @@ class Engine:
             restore_weights(self.model, start_from)
         trainer = self.make_trainer(start, f"round {r}, branch {branch!r}")
         if data_seed is not None:
-            _reseed(trainer, data_seed)
+            trainer.reseed(data_seed)
         state = run_dir.checkpoint(r, branch)
         run_dir.clear_events(r, branch)
         log = BranchLog(run_dir.branch_dir(r, branch), enabled=self.chief)
@@ -536,24 +542,6 @@ class Engine:
             note = f"  DIVERGED at step {row['diverged_at_step']}" if row.get("diverged") else ""
             print(f"    {row['branch']:<14} early-stop {row['early_stop_step']}  "
                   f"{label} {row.get(key, float('nan')):.3f}{note}")
-
-
-def _reseed(trainer: Trainer, seed: int) -> None:
-    """Sets a trainer's training order to the one of `seed`: the presets'
-    `LoopTrainer` draws its pipeline from `config.seed`, `FitTrainer` its
-    NumPy (or DataLoader) order from `data.train.seed`."""
-    if hasattr(trainer, "data"):
-        train = trainer.data.train
-        if train.kind not in ("arrays", "dataloader"):
-            raise ValueError(
-                "Training copies with different data orders needs training data whose order "
-                "the search sets: NumPy arrays or a torch DataLoader. A tf.data.Dataset, "
-                "PyDataset or generator brings its own order. Received: training data of "
-                f"kind {train.kind!r}"
-            )
-        trainer.data = dataclasses.replace(trainer.data, train=dataclasses.replace(train, seed=seed))
-    else:
-        trainer.config = dataclasses.replace(trainer.config, seed=seed)
 
 
 def _label(key: str) -> str:

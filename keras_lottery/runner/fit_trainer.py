@@ -13,6 +13,7 @@ learning-rate schedule from k.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import sys
 import time
@@ -134,6 +135,27 @@ class FitTrainer:
         state.restore(self.model, self.optimizer)
         self.step, self.history = state.step, [dict(h) for h in state.history]
 
+    def reseed(self, seed: int) -> None:
+        """Trains on the data order of `seed` from now on.
+
+        Raises:
+            ValueError: for training data that brings its own order (a
+                `tf.data.Dataset`, `PyDataset` or generator).
+        """
+        train = self.data.train
+        if train.kind not in ("arrays", "dataloader"):
+            raise ValueError(
+                "Training copies with different data orders needs training data whose order "
+                "the search sets: NumPy arrays or a torch DataLoader. A tf.data.Dataset, "
+                "PyDataset or generator brings its own order. Received: training data of "
+                f"kind {train.kind!r}"
+            )
+        self.data = dataclasses.replace(self.data, train=dataclasses.replace(train, seed=seed))
+
+    def evaluate(self) -> dict[str, float]:
+        """The model's metrics on every evaluation split, as it is now."""
+        return self.data.evaluate(self.model)
+
     @property
     def steps_per_second(self) -> float:
         """Training throughput, leaving out the first interval (compilation)."""
@@ -191,7 +213,7 @@ class FitTrainer:
     def _record(self, train_logs: dict[str, Any]) -> dict[str, float]:
         record: dict[str, float] = {"step": self.step}
         record.update({f"train_{k}": _float(v) for k, v in train_logs.items()})
-        evaluated = self.data.evaluate(self.model)
+        evaluated = self.evaluate()
         if not train_logs:  # before training: the training keys, not yet measured
             names = {k.partition("_")[2] for k in evaluated} or {"loss"}
             record.update({f"train_{name}": float("nan") for name in sorted(names)})

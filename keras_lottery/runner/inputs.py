@@ -172,15 +172,9 @@ class TrainData:
 
 def _array_stream(arrays: tuple, batch_size: int, seed: int, start: int) -> Iterator[tuple]:
     n = _length(arrays, "the training data")
-    per_epoch = n // batch_size
-    step = start
-    while True:
-        epoch, position = divmod(step, per_epoch)
-        if position == 0 or step == start:
-            order = np.random.default_rng([seed, epoch]).permutation(n)
-        index = order[position * batch_size:(position + 1) * batch_size]
-        yield tuple(_take(part, index) for part in arrays)
-        step += 1
+    for batches in _epoch_orders(n, batch_size, seed, start):
+        for index in batches:
+            yield tuple(_take(part, index) for part in arrays)
 
 
 def _epoch_orders(n: int, batch_size: int, seed: int, start: int) -> Iterator[np.ndarray]:

@@ -215,6 +215,11 @@ class LoopTrainer:
             results[f"{name}_accuracy"] = hits / count
         return results
 
+    def reseed(self, seed: int) -> None:
+        """Trains on the pipeline order of `seed` from now on (it is built
+        from `config.seed` when `run` starts)."""
+        self.config = dataclasses.replace(self.config, seed=seed)
+
     def state(self) -> BranchState:
         """A checkpoint of the branch at the current step."""
         return BranchState.capture(self.model, self.optimizer, self.step, self.history)
