@@ -35,7 +35,6 @@ more than once is refused.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import keras
 import numpy as np

@@ -21,7 +21,6 @@ from keras_lottery import compat, mask_math
 from keras_lottery.masked_layer import MaskedLayer, masked_layers
 
 
-
 def _slots(model: keras.Model) -> Iterator[tuple[str, MaskedLayer, int]]:
     """Yields (mask key, wrapper, kernel index) for every masked kernel."""
     layers = masked_layers(model)

@@ -7,7 +7,7 @@ import os
 
 from typing import Any
 
-from keras_lottery.export import TicketSize, save_ticket
+from keras_lottery.export import save_ticket
 from keras_lottery.runner import analyses as run_analysis
 from keras_lottery.runner import instability as instability_lib
 from keras_lottery.runner import reports as report_lib
@@ -16,8 +16,9 @@ from keras_lottery.runner.config import LotteryConfig
 from keras_lottery.runner.engine import LotteryResult
 from keras_lottery.runner.presets import find_ticket
 from keras_lottery.runner.rebuild import import_object, load_ticket
-from keras_lottery.runner.rundir import RunDir
+from keras_lottery.runner.rundir import RunDir, config_at
 from keras_lottery.runner.search import SEARCH_SETTINGS, LotterySearch
+
 
 def run(config: LotteryConfig) -> LotteryResult:
     """`keras-lottery run`: runs (or resumes) the lottery procedure.
@@ -106,13 +107,11 @@ def instability(run_dir: str, round_index: int, rewind_steps: tuple[int, ...],
     Returns:
         One result per rewind step.
     """
-    config = RunDir.load(run_dir).config
+    config = config_at(run_dir)
     if config.is_preset_model:
         results = instability_lib.preset_instability(run_dir, round_index, rewind_steps, points)
     else:
-        search, splits, arguments = _user_search(
-            dataclasses.replace(config, logdir=os.path.dirname(os.path.abspath(run_dir)),
-                                name=os.path.basename(os.path.abspath(run_dir))))
+        search, splits, arguments = _user_search(config)
         results = search.instability(*splits, round=round_index, rewind_steps=rewind_steps,
                                      points=points, **arguments)
     print("\n".join(instability_lib.summary_lines(results)))

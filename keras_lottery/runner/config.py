@@ -385,7 +385,6 @@ class LotteryConfig:
         if self.verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2. Received: verbose={self.verbose}")
 
-
     def _check_stability_fields(self) -> None:
         if not self.rewind_candidates or any(
                 isinstance(k, bool) or not isinstance(k, int) or k < 0

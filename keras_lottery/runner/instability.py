@@ -33,7 +33,6 @@ and the run's `result.json`.
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import os
 from collections.abc import Callable, Sequence
@@ -44,9 +43,8 @@ import keras
 from keras_lottery.files import read_json, write_json
 from keras_lottery.interpolation import InterpolationCurve, instability, interpolation_curve
 from keras_lottery.pruning import align_masks
-from keras_lottery.runner.config import LotteryConfig
 from keras_lottery.runner.engine import Engine, branch_seed
-from keras_lottery.runner.rundir import RunDir
+from keras_lottery.runner.rundir import RunDir, config_at
 
 # Mixed into the copies' seeds so they differ from the controls' seeds.
 _SALT = 7919
@@ -67,11 +65,10 @@ def _curve_path(run_dir: RunDir, round_index: int, rewind_step: int) -> str:
 
 
 def _evaluator(engine: Engine) -> Callable[[keras.Model], dict[str, float]]:
-    """Evaluation of the engine's model on every split, as its trainer does."""
+    """Evaluation of the engine's model on every split, as its trainer does
+    (the trainer evaluates that same model, whatever weights it holds)."""
     trainer = engine.make_trainer(0, "instability evaluation")
-    if hasattr(trainer, "data"):  # FitTrainer: the search's evaluation splits
-        return lambda model: trainer.data.evaluate(model)
-    return lambda model: trainer.evaluate()  # LoopTrainer evaluates engine.model
+    return lambda model: trainer.evaluate()
 
 
 def barriers(curve: InterpolationCurve) -> dict[str, float]:
@@ -138,12 +135,17 @@ def analyze(engine: Engine, round_index: int, rewind_steps: Sequence[int],
     Returns:
         One `measure` result per k, in the order given.
     """
+    results = [measure(engine, round_index, k, points) for k in rewind_steps]
+    _write_events(engine.run_dir)
+    return results
+
+
+def _write_events(run_dir: RunDir) -> None:
+    """The TensorBoard events of every stored instability result."""
     from keras_lottery.runner.tensorboard import write_instability_summaries
 
-    results = [measure(engine, round_index, k, points) for k in rewind_steps]
-    if engine.run_dir.writable:
-        write_instability_summaries(engine.run_dir.path, load_results(engine.run_dir.path))
-    return results
+    if run_dir.writable:
+        write_instability_summaries(run_dir.path, load_results(run_dir.path))
 
 
 def load_results(run_dir: str) -> list[dict[str, Any]]:
@@ -216,9 +218,7 @@ def choose_rewind_step(engine: Engine) -> dict[str, Any]:
               "threshold": config.stability_threshold, "candidates": rows}
     if run_dir.writable:
         write_json(path, record)
-        from keras_lottery.runner.tensorboard import write_instability_summaries
-
-        write_instability_summaries(run_dir.path, load_results(run_dir.path))
+    _write_events(run_dir)
     if engine.verbose:
         print(f"rewind step auto: {record['rewind_step']} ({record['reason']}, {split} error)")
     return record
@@ -246,13 +246,10 @@ def preset_instability(run_dir: str, round_index: int, rewind_steps: Sequence[in
     from keras_lottery.runner.engine import run_lock
     from keras_lottery.runner.presets import preset_engine
 
-    config: LotteryConfig = RunDir.load(run_dir).config
+    config = config_at(run_dir)  # where the run is now, wherever it was made
     if not config.is_preset_model:
         raise ValueError(f"preset_instability needs a preset run; {run_dir} holds model="
                          f"{config.model!r}. Received: run_dir={run_dir!r}")
-    path = os.path.abspath(run_dir)  # where the run is now, wherever it was made
-    config = dataclasses.replace(config, logdir=os.path.dirname(path),
-                                 name=os.path.basename(path))
     with run_lock(config):
         engine, _ = preset_engine(config)
         return analyze(engine, round_index, rewind_steps, points)

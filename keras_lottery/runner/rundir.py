@@ -31,6 +31,7 @@ the engine's business.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import shutil
@@ -253,6 +254,19 @@ class RunDir:
     def save_result(self, result: dict[str, Any]) -> None:
         if self.writable:
             write_json(os.path.join(self.path, "result.json"), result)
+
+
+def config_at(path: str) -> LotteryConfig:
+    """The config of the run directory at `path`, its `logdir` and `name`
+    naming where the directory is now (it may have been moved or renamed
+    since it was made), so that `RunDir.open` reopens this directory.
+
+    Raises:
+        FileNotFoundError: if `path` is not a run directory.
+    """
+    where = os.path.abspath(path)
+    return dataclasses.replace(RunDir.load(path).config, logdir=os.path.dirname(where),
+                               name=os.path.basename(where))
 
 
 def _read_or_none(read, path: str, consequence: str):
