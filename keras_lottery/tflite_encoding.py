@@ -24,29 +24,23 @@ import numpy as np
 from keras_lottery import compat
 
 
-def _index_dtype(limit: int) -> np.dtype:
-    """The smallest TFLite index vector type holding values below `limit`."""
-    if limit <= 2 ** 8:
-        return np.dtype(np.uint8)
-    if limit <= 2 ** 16:
-        return np.dtype(np.uint16)
-    return np.dtype(np.int32)
+def _index_vectors(schema) -> list[tuple[np.dtype, int, type]]:
+    """TFLite's index vector types, smallest first: (dtype, the
+    `SparseIndexVector` tag, the object-API class)."""
+    return [(np.dtype(np.uint8), schema.SparseIndexVector.Uint8Vector, schema.Uint8VectorT),
+            (np.dtype(np.uint16), schema.SparseIndexVector.Uint16Vector, schema.Uint16VectorT),
+            (np.dtype(np.int32), schema.SparseIndexVector.Int32Vector, schema.Int32VectorT)]
 
 
 def _indices(schema, vector_type: int, vector) -> np.ndarray:
-    types = {schema.SparseIndexVector.Int32Vector: np.int32,
-             schema.SparseIndexVector.Uint16Vector: np.uint16,
-             schema.SparseIndexVector.Uint8Vector: np.uint8}
-    return np.asarray(vector.values, types[vector_type]).astype(np.int64)
+    dtype = next(d for d, kind, _ in _index_vectors(schema) if kind == vector_type)
+    return np.asarray(vector.values, dtype).astype(np.int64)
 
 
 def _index_vector(schema, values: np.ndarray, limit: int):
-    dtype = _index_dtype(limit)
-    kind, cls = {np.dtype(np.uint8): (schema.SparseIndexVector.Uint8Vector, schema.Uint8VectorT),
-                 np.dtype(np.uint16): (schema.SparseIndexVector.Uint16Vector,
-                                       schema.Uint16VectorT),
-                 np.dtype(np.int32): (schema.SparseIndexVector.Int32Vector,
-                                      schema.Int32VectorT)}[dtype]
+    """The smallest index vector holding `values` (all below `limit`)."""
+    dtype, kind, cls = next(entry for entry in _index_vectors(schema)
+                            if limit <= np.iinfo(entry[0]).max + 1)
     vector = cls()
     vector.values = np.asarray(values, dtype)
     return kind, vector, vector.values.nbytes
