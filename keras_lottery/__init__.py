@@ -1,9 +1,10 @@
 """keras-lottery: find lottery tickets (sparse trainable subnetworks) in Keras 3.
 
-Two halves. The library a Keras user imports: `MaskedLayer` and
-`prunable` (masked_layer), the mask math (mask_math), pruning a model
-(pruning), rewinding (rewind), leaving keras-lottery (export) and the
-analyses (analysis). The experiment runner (`keras_lottery.runner`): the
+Two halves. The library a Keras user imports: `prunable` and the masks'
+slots (masking), which weights are prunable (prunable_weights), what
+pruning does to each weight (inventory), the mask math (mask_math), pruning
+a model (pruning), rewinding (rewind), loading a masked `.keras` file
+(saving), leaving keras-lottery (export) and the analyses (analysis). The experiment runner (`keras_lottery.runner`): the
 lottery search (`LotterySearch` for a model of your own, `find_ticket`
 for the presets), training, run directories, TensorBoard, reports and the
 `keras-lottery` command line.
@@ -24,7 +25,9 @@ from keras_lottery.mask_math import (
     permuted_masks,
     random_masks,
 )
-from keras_lottery.masked_layer import MaskedLayer, masked_layers, prunable, register_prunable
+from keras_lottery.inventory import Inventory, inventory
+from keras_lottery.masking import MaskSlot, mask_slots, prunable
+from keras_lottery.prunable_weights import PRUNABLE_KERNELS, prunable_weights, register_prunable
 from keras_lottery.pruning import (
     get_kernels,
     get_masks,
@@ -41,6 +44,7 @@ from keras_lottery.rewind import (
     restore_weights,
     snapshot_weights,
 )
+from keras_lottery.saving import load_model, saved_masks
 
 # The experiment runner.
 from keras_lottery.runner import data, models
@@ -54,4 +58,4 @@ from keras_lottery.runner.lock import RunLockedError
 from keras_lottery.runner.presets import find_ticket
 from keras_lottery.runner.search import LotterySearch
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

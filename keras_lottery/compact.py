@@ -40,7 +40,7 @@ import keras
 import numpy as np
 
 from keras_lottery import compat
-from keras_lottery.masked_layer import masked_layers
+from keras_lottery.masking import mask_slots
 
 _CONV = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 _KERNEL = (keras.layers.Dense, *_CONV)
@@ -126,7 +126,7 @@ def compact_report(model: keras.Model) -> CompactReport:
     Returns:
         A `CompactReport`; `print()` it for a summary.
     """
-    if masked_layers(model):
+    if mask_slots(model):
         from keras_lottery.export import strip
 
         model = strip(model)

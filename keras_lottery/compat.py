@@ -2,8 +2,8 @@
 the helper that imports TensorFlow where it is optional.
 
 Keras 3 has no public API for some things the library must do: list a
-layer's sublayers, swap a kernel for one call, replace a sublayer in place,
-clone without compiling, find an optimizer's slots for a variable, read the
+layer's sublayers, swap a kernel for one call, add variables to a built
+layer and hide them from its saving, clone without compiling, find an optimizer's slots for a variable, read the
 arguments of `compile()`, ask a strategy whether it spans several workers,
 edit a converted TFLite file's tensors.
 Each is done here, in one small function whose docstring names the version
@@ -106,9 +106,20 @@ def is_functional_or_sequential(model: keras.layers.Layer) -> bool:
     >>> is_functional_or_sequential(keras.Sequential([keras.layers.Dense(3)]))
     True
     """
+    return isinstance(model, (keras.Sequential, functional_class()))
+
+
+def functional_class() -> type[keras.Model]:
+    """The class `keras.Model(inputs, outputs)` returns (see
+    `is_functional_or_sequential`): `keras.src.models.functional.Functional`.
+
+    Example:
+    >>> type(keras.Model(inp, out)) is functional_class()
+    True
+    """
     from keras.src.models.functional import Functional
 
-    return isinstance(model, (keras.Sequential, Functional))
+    return Functional
 
 
 def is_distribution(value: Any) -> bool:
@@ -156,81 +167,121 @@ def set_attribute_untracked(obj: object, name: str, value: Any) -> None:
     object.__setattr__(obj, name, value)
 
 
-def kernel_attribute(layer: keras.layers.Layer, name: str) -> str:
-    """The instance attribute of `layer` that stores the variable `name` reads.
+def storage_attribute(layer: keras.layers.Layer, variable: keras.Variable) -> str | None:
+    """The instance attribute of `layer` that stores `variable`, or None.
 
     Keras 3.15 stores some kernels behind a property that handles LoRA and
-    quantization (`Dense`, `EinsumDense`, `Conv1D/2D/3D` read `_kernel`,
-    `Embedding` reads `_embeddings`), others as plain attributes (the
-    transposed, depthwise and separable convolutions). The layer's `call()`
-    reads the stored attribute, so swapping it (with
+    quantization (`Dense`, `EinsumDense`, `Conv1D/2D/3D` keep `_kernel`,
+    `Embedding` keeps `_embeddings`), others as plain attributes (the
+    transposed, depthwise, separable and recurrent layers). The layer's
+    `call()` reads the stored attribute, so swapping it (with
     `set_attribute_untracked`) changes the forward pass; this finds it by
-    identity among the layer's instance attributes.
+    identity among the layer's instance attributes (`vars(layer)`).
 
     Args:
         layer: a built layer.
-        name: the public name of a kernel, e.g. `"kernel"`.
+        variable: one of its variables.
 
     Returns:
-        The attribute name holding the very variable `getattr(layer, name)`
-        returns, e.g. `"_kernel"` for Dense.
-
-    Raises:
-        ValueError: if no attribute of `layer` holds that object.
+        The attribute name holding that very object, e.g. `"_kernel"` for
+        a Dense kernel; None if no attribute holds it (a variable kept in
+        a list or dict).
 
     Example:
     >>> dense = keras.layers.Dense(2)
     >>> dense.build((None, 3))
-    >>> kernel_attribute(dense, "kernel")
+    >>> storage_attribute(dense, dense.kernel)
     '_kernel'
     """
-    value = getattr(layer, name)
     for attr, stored in vars(layer).items():
-        if stored is value:
+        if stored is variable:
             return attr
-    raise ValueError(
-        f"{name} must be stored as a plain attribute of layer {layer.name!r} "
-        f"({type(layer).__name__}) to be masked, but no attribute holds it. "
-        f"Received: name={name!r}"
-    )
+    return None
 
 
-def replace_sublayer(
-    parent: keras.layers.Layer, old: keras.layers.Layer, new: keras.layers.Layer
-) -> None:
-    """Points every reference `parent` holds to sublayer `old` at `new`.
+def conv_lstm_cell_class() -> type[keras.layers.Layer]:
+    """The cell class of `ConvLSTM1D/2D/3D`, whose kernels are prunable.
 
-    Relies on Keras 3's `Layer._tracker.replace_tracked_value("layers", ...)`,
-    which swaps `old` for `new` at its position in the tracked layer list
-    (so weights, saving and `sublayers` see `new`), and on the attributes,
-    lists and dicts of `parent` (`vars(parent)`) holding the references its
-    `call()` uses. These are rebound with `object.__setattr__`,
-    `list.__setitem__` and `dict.__setitem__`, bypassing Keras's tracked
-    containers, because the tracker was already updated.
-
-    Args:
-        parent: the layer or subclassed model holding `old`.
-        old: a sublayer tracked by `parent`.
-        new: the layer to put in its place (e.g. `MaskedLayer(old)`).
-
-    Raises:
-        ValueError: if `parent` does not track `old`.
+    Keras 3.15 exports the ConvLSTM layers but not their cell: this imports
+    `keras.src.layers.rnn.conv_lstm.ConvLSTMCell`, which holds `kernel` and
+    `recurrent_kernel` as plain attributes.
 
     Example:
-    >>> replace_sublayer(net, net.fc, MaskedLayer(net.fc))
+    >>> conv_lstm_cell_class().__name__
+    'ConvLSTMCell'
     """
-    parent._tracker.replace_tracked_value("layers", old, new)  # noqa: SLF001
-    for attr, value in list(vars(parent).items()):
-        if value is old:
-            set_attribute_untracked(parent, attr, new)
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if item is old:
-                    list.__setitem__(value, i, new)
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if item is old:
-                    dict.__setitem__(value, key, new)
+    from keras.src.layers.rnn.conv_lstm import ConvLSTMCell
+
+    return ConvLSTMCell
+
+
+@contextlib.contextmanager
+def unlocked(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
+    """Lets a built layer take new variables inside the block.
+
+    Keras 3 locks a layer's `_tracker` once it is built ("You cannot add
+    new elements of state"); Keras itself unlocks it the same way to add
+    LoRA weights to a built `Dense` (`Dense.enable_lora`). The lock is put
+    back as it was.
+
+    Example:
+    >>> with unlocked(model):
+    ...     mask = model.add_weight(shape=(4, 2), initializer="ones", trainable=False)
+    """
+    tracker = layer._tracker  # noqa: SLF001
+    locked = tracker.locked
+    tracker.unlock()
+    try:
+        yield layer
+    finally:
+        if locked:
+            tracker.lock()
+
+
+def own_variables(layer: keras.layers.Layer) -> list[keras.Variable]:
+    """The variables `layer` created itself, not those of its sublayers.
+
+    Relies on Keras 3.15's `Layer._trainable_variables` and
+    `_non_trainable_variables`, the lists its tracker fills from
+    `add_weight`; the public `weights` includes every sublayer's.
+
+    Example:
+    >>> [v.name for v in own_variables(dense)]
+    ['kernel', 'bias']
+    """
+    return [*layer._trainable_variables, *layer._non_trainable_variables]  # noqa: SLF001
+
+
+@contextlib.contextmanager
+def without_own_variables(
+    layer: keras.layers.Layer, variables: list[keras.Variable]
+) -> Iterator[keras.layers.Layer]:
+    """Hides some of `layer`'s own variables inside the block.
+
+    Relies on Keras 3.15's `Layer._trainable_variables` and
+    `_non_trainable_variables`: the lists that `save_own_variables` and
+    `load_own_variables` read (and that the tracker fills). Removing
+    variables from them for the duration of a save or load makes the layer
+    save and load as if it had never had them; the lists are restored.
+
+    Args:
+        layer: a layer or model.
+        variables: some of its own variables (masks).
+
+    Example:
+    >>> with without_own_variables(model, masks):
+    ...     model.save_own_variables(store)
+    """
+    hidden = {id(v) for v in variables}
+    lists = [layer._trainable_variables, layer._non_trainable_variables]  # noqa: SLF001
+    saved = [list(items) for items in lists]
+    try:
+        for items in lists:
+            items[:] = [v for v in items if id(v) not in hidden]
+        yield layer
+    finally:
+        for items, before in zip(lists, saved):
+            items[:] = before
 
 
 @contextlib.contextmanager

@@ -18,50 +18,69 @@ import keras
 import numpy as np
 
 from keras_lottery import compat
-from keras_lottery.masked_layer import MaskedLayer, copy_weights, leaf_layers
+from keras_lottery.masking import leaf_layers, mask_slots
+from keras_lottery.rewind import rewindable_weights
 
 
 def strip(model: keras.Model) -> keras.Model:
-    """Returns the model rebuilt from plain layers, kernels = kernel * mask.
+    """Returns a plain copy of the model, its kernels = kernel * mask.
 
-    The original model is left unchanged. Sequential and functional models
-    are cloned layer by layer; a subclassed model is rebuilt with
-    `from_config(get_config())`, so it must implement `get_config()` (as
-    `.keras` saving also requires).
+    The original model is left unchanged. The copy is the same model built
+    again without masks: Sequential and functional models (Keras ops
+    included) are cloned; other models (subclassed, keras-hub tasks) are
+    rebuilt from their config as `.keras` loading does, so they must
+    implement `get_config()`.
 
     Args:
-        model: a model, usually with `MaskedLayer`s.
+        model: a model, usually made `prunable()`.
 
     Returns:
-        A new, uncompiled model without `MaskedLayer`s and with identical
+        A new, uncompiled model without masks and with identical
         predictions.
+
+    Raises:
+        ValueError: if the model cannot be rebuilt from its config, or the
+            copy's weights do not match the model's.
 
     Example:
     >>> plain = strip(model)
     >>> plain.export("ticket_savedmodel")
     """
-    if compat.is_functional_or_sequential(model):
+    plain = _plain_copy(model)
+    source, target = rewindable_weights(model), plain.weights
+    if [tuple(w.shape) for w in source] != [tuple(w.shape) for w in target]:
+        raise ValueError(
+            f"strip() rebuilt {model.name!r} with other weights ({len(target)} instead of "
+            f"{len(source)}, or other shapes); its get_config() does not describe it."
+        )
+    baked = {id(s.kernel): keras.ops.convert_to_numpy(s.kernel) * keras.ops.convert_to_numpy(
+        s.mask) for s in mask_slots(model)}
+    for src, dst in zip(source, target):
+        # Copy through NumPy: assigning one variable to another would share
+        # its buffer on JAX, where training donates (deletes) buffers.
+        dst.assign(baked.get(id(src), keras.ops.convert_to_numpy(src)))
+    return plain
 
-        def unwrap(layer: keras.layers.Layer) -> keras.layers.Layer:
-            if isinstance(layer, MaskedLayer):
-                layer = layer.layer
-            return layer.__class__.from_config(layer.get_config())
 
+def _plain_copy(model: keras.Model) -> keras.Model:
+    """The model built again from its description, uncompiled, unmasked."""
+    if type(model) in (keras.Sequential, compat.functional_class()):
         # clone_model compiles the clone like its source; a ticket for
         # export must not carry a (freshly built, all-zero) optimizer.
         with compat.uncompiled(model):
-            plain = keras.models.clone_model(model, clone_function=unwrap, recursive=True)
-    else:
-        try:
-            plain = model.__class__.from_config(model.get_config())
-            plain.build_from_config(model.get_build_config())
-        except Exception as error:
-            raise ValueError(
-                f"Cannot rebuild subclassed model {model.name!r} of type "
-                f"{type(model).__name__} from its config ({error}). Implement "
-                "get_config()/from_config() so that strip() can rebuild it."
-            ) from error
-    copy_weights(model, plain, bake_masks=True)
+            return keras.models.clone_model(model)
+    try:
+        config = keras.saving.serialize_keras_object(model)
+        plain = keras.saving.deserialize_keras_object(config)
+        plain.build_from_config(model.get_build_config())
+    except Exception as error:
+        raise ValueError(
+            f"Cannot rebuild model {model.name!r} of type {type(model).__name__} from "
+            f"its config ({error}). Implement get_config()/from_config() so that strip() "
+            "can rebuild it."
+        ) from error
+    if getattr(plain, "compiled", False):
+        plain.compiled = False
     return plain
 
 

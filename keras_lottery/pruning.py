@@ -1,49 +1,45 @@
 """Model-level pruning: read and write masks, prune, measure sparsity.
 
-These helpers are thin: they gather kernels and masks from a model's
-`MaskedLayer`s, call the pure functions of `keras_lottery.mask_math`, and assign
-the result. Assigning a mask also zeros the pruned weights, so a pruned
-weight is zero in the variable as well as in the forward pass.
+These helpers are thin: they gather kernels and masks from a model's mask
+slots (`keras_lottery.masking`), call the pure functions of
+`keras_lottery.mask_math`, and assign the result. Assigning a mask also
+zeros the pruned weights, so a pruned weight is zero in the variable as well
+as in the forward pass.
 
-Masks are keyed by layer name (`"<layer>/<kernel>"` for layers with several
-kernels, such as SeparableConv2D); see `MaskedLayer.mask_keys()`.
+Masks are keyed by the weight's unique path (`"dense/kernel"`,
+`"encoder/block_1/query/kernel"`); wherever a function takes layer names
+(`rates`, `ignore`), a layer name stands for every masked weight of the
+layers of that name, and a key for that one weight.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 
 import keras
 import numpy as np
 from numpy.typing import ArrayLike
 
 from keras_lottery import compat, mask_math
-from keras_lottery.masked_layer import MaskedLayer, masked_layers
+from keras_lottery.masking import MaskSlot, mask_slots
 
 
-def _slots(model: keras.Model) -> Iterator[tuple[str, MaskedLayer, int]]:
-    """Yields (mask key, wrapper, kernel index) for every masked kernel."""
-    layers = masked_layers(model)
-    if not layers:
+def _slots(model: keras.Model) -> dict[str, MaskSlot]:
+    """Mask key -> slot, for every masked weight of the model."""
+    slots = mask_slots(model)
+    if not slots:
         raise ValueError(
-            f"Model {model.name!r} has no prunable (masked) layers. Wrap it "
+            f"Model {model.name!r} has no masked weights. Make it prunable "
             "first: model = keras_lottery.prunable(model)."
         )
-    for wrapper in layers:
-        if not wrapper.built:
-            raise ValueError(
-                f"Layer {wrapper.name!r} is not built yet; build the model "
-                "(call it on data or give it an Input) before pruning."
-            )
-        for index, key in enumerate(wrapper.mask_keys()):
-            yield key, wrapper, index
+    return {slot.key: slot for slot in slots}
 
 
 def get_masks(model: keras.Model) -> dict[str, np.ndarray]:
     """The model's masks as boolean arrays (True = weight kept).
 
     Args:
-        model: a model with `MaskedLayer`s.
+        model: a model made `prunable()`.
 
     Returns:
         Mask key -> boolean array of the kernel's shape.
@@ -53,22 +49,21 @@ def get_masks(model: keras.Model) -> dict[str, np.ndarray]:
     >>> {k: v.shape for k, v in get_masks(model).items()}
     {'dense': (4, 2)}
     """
-    return {
-        key: keras.ops.convert_to_numpy(wrapper.masks[i]) != 0
-        for key, wrapper, i in _slots(model)
-    }
+    return {key: keras.ops.convert_to_numpy(s.mask) != 0 for key, s in _slots(model).items()}
 
 
 def align_masks(model: keras.Model, masks: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Masks keyed for `model`, when they were stored under other layer names.
 
     Layers named automatically (`dense`, `dense_1`...) get other names when
-    the same architecture is built again in one process. Masks whose keys
-    are the model's are returned as they are; masks of the same kernels in
+    the same architecture is built again in one process, and keras-lottery
+    0.2 keyed masks by layer name (`"dense"`, `"sep/depthwise_kernel"`).
+    Masks whose keys are the model's are returned as they are; masks keyed
+    by 0.2's layer names are renamed by name; masks of the same kernels in
     the same order under other names are renamed in that order.
 
     Args:
-        model: a model with `MaskedLayer`s.
+        model: a model made `prunable()`.
         masks: mask key -> mask, e.g. read from a run directory.
 
     Returns:
@@ -77,9 +72,13 @@ def align_masks(model: keras.Model, masks: Mapping[str, np.ndarray]) -> dict[str
     Raises:
         ValueError: if the masks do not fit the model's kernels.
     """
-    shapes = {key: tuple(wrapper.masks[i].shape) for key, wrapper, i in _slots(model)}
+    slots = _slots(model)
+    shapes = {key: tuple(s.mask.shape) for key, s in slots.items()}
     if set(masks) == set(shapes):
         return dict(masks)
+    legacy = _legacy_keys(list(slots.values()))
+    if set(masks) == set(legacy) and len(legacy) == len(slots):
+        return {key: masks[old] for old, key in legacy.items()}
     stored = list(masks.items())
     if len(stored) != len(shapes) or any(
             np.shape(value) != shape for (_, value), shape in zip(stored, shapes.values())):
@@ -91,19 +90,30 @@ def align_masks(model: keras.Model, masks: Mapping[str, np.ndarray]) -> dict[str
     return {key: value for key, (_, value) in zip(shapes, stored)}
 
 
+def _legacy_keys(slots: list[MaskSlot]) -> dict[str, str]:
+    """keras-lottery 0.2's mask key (the layer's name, `"<layer>/<kernel>"`
+    for a layer with several kernels) -> today's key."""
+    per_layer: dict[int, list[MaskSlot]] = {}
+    for slot in slots:
+        per_layer.setdefault(id(slot.layer), []).append(slot)
+    legacy = {}
+    for group in per_layer.values():
+        for slot in group:
+            name = slot.layer.name
+            legacy[name if len(group) == 1 else f"{name}/{slot.kernel.name}"] = slot.key
+    return legacy
+
+
 def get_kernels(model: keras.Model) -> dict[str, np.ndarray]:
     """The model's prunable kernels as NumPy arrays, keyed like `get_masks()`.
 
     Args:
-        model: a model with `MaskedLayer`s.
+        model: a model made `prunable()`.
 
     Returns:
         Mask key -> kernel values.
     """
-    return {
-        key: keras.ops.convert_to_numpy(wrapper.kernels[i])
-        for key, wrapper, i in _slots(model)
-    }
+    return {key: keras.ops.convert_to_numpy(s.kernel) for key, s in _slots(model).items()}
 
 
 def set_masks(model: keras.Model, masks: Mapping[str, ArrayLike]) -> None:
@@ -114,7 +124,7 @@ def set_masks(model: keras.Model, masks: Mapping[str, ArrayLike]) -> None:
     cross-replica context): the assignment reaches every replica.
 
     Args:
-        model: a model with `MaskedLayer`s.
+        model: a model made `prunable()`.
         masks: mask key -> array of the kernel's shape (nonzero = kept).
 
     Raises:
@@ -125,24 +135,24 @@ def set_masks(model: keras.Model, masks: Mapping[str, ArrayLike]) -> None:
     >>> sparsity(model)
     1.0
     """
-    slots = {key: (wrapper, i) for key, wrapper, i in _slots(model)}
+    slots = _slots(model)
     unknown = sorted(set(masks).difference(slots))
     if unknown:
         raise ValueError(
-            f"set_masks got masks for unknown layers {unknown}. "
+            f"set_masks got masks for unknown weights {unknown}. "
             f"Accepted keys: {list(slots)}"
         )
     for key, value in masks.items():
-        wrapper, i = slots[key]
+        slot = slots[key]
         mask = np.asarray(value)
-        if mask.shape != tuple(wrapper.masks[i].shape):
+        if mask.shape != tuple(slot.mask.shape):
             raise ValueError(
                 f"Mask {key!r} must have the kernel's shape "
-                f"{tuple(wrapper.masks[i].shape)}. Received: shape {mask.shape}"
+                f"{tuple(slot.mask.shape)}. Received: shape {mask.shape}"
             )
-        mask = (mask != 0).astype(wrapper.masks[i].dtype)
-        kernel = wrapper.kernels[i]
-        wrapper.masks[i].assign(mask)
+        mask = (mask != 0).astype(slot.mask.dtype)
+        kernel = slot.kernel
+        slot.mask.assign(mask)
         for variable in [kernel, *_optimizer_slots(model, kernel)]:
             variable.assign(keras.ops.convert_to_numpy(variable) * mask)
 
@@ -162,22 +172,23 @@ def _optimizer_slots(model: keras.Model, kernel: keras.Variable) -> list:
 def _expand_layer_names(
     model: keras.Model, names: Mapping[str, float] | Iterable[str], arg: str
 ) -> dict[str, object]:
-    """Maps layer names (or mask keys) to mask keys; layers with several
-    kernels expand to all of them."""
+    """Maps layer names (or mask keys) to mask keys: a layer name stands for
+    every masked weight of every layer of that name."""
+    slots = _slots(model)
     by_layer: dict[str, list[str]] = {}
-    for key, wrapper, _ in _slots(model):
-        by_layer.setdefault(wrapper.name, []).append(key)
+    for key, slot in slots.items():
+        by_layer.setdefault(slot.layer.name, []).append(key)
     values = dict(names) if isinstance(names, Mapping) else dict.fromkeys(names)
     keys: dict[str, object] = {}
     for name, value in values.items():
-        if name in by_layer:
-            keys.update(dict.fromkeys(by_layer[name], value))
-        elif any(name in ks for ks in by_layer.values()):
+        if name in slots:
             keys[name] = value
+        elif name in by_layer:
+            keys.update(dict.fromkeys(by_layer[name], value))
         else:
             raise ValueError(
-                f"{arg} names {name!r}, which is not a masked layer of the model. "
-                f"Masked layers: {list(by_layer)}"
+                f"{arg} names {name!r}, which is neither a masked layer nor a mask key of "
+                f"the model. Masked layers: {list(by_layer)}; keys: {list(slots)}"
             )
     return keys
 
@@ -193,7 +204,7 @@ def prune_by_magnitude(
     """Prunes the smallest-magnitude remaining weights of the model.
 
     Args:
-        model: a model with `MaskedLayer`s.
+        model: a model made `prunable()`.
         fraction: share of the *remaining* weights to prune, in [0, 1);
             three rounds of 0.2 leave 0.8**3 = 51.2%.
         scope: `"global"` (one threshold over all kernels) or
@@ -249,29 +260,30 @@ def _check_structured(model: keras.Model, keys: set[str], rates: Mapping[str, fl
                       granularity: str) -> None:
     """Raises for layers that unit / n:m granularity cannot prune."""
     unit = granularity == "unit"
-    for key, wrapper, _ in _slots(model):
-        if key not in keys:
-            continue
-        if not isinstance(wrapper.layer, STRUCTURED_LAYERS):
+    slots = _slots(model)
+    for key in keys:
+        layer = slots[key].layer
+        if not isinstance(layer, STRUCTURED_LAYERS):
             raise ValueError(
                 f"granularity={granularity!r} prunes Dense and Conv1D/2D/3D kernels "
-                f"(units on the last axis, inputs on axis -2); layer {wrapper.name!r} is a "
-                f"{type(wrapper.layer).__name__}. Ignore it (ignore=[{wrapper.name!r}]) or "
+                f"(units on the last axis, inputs on axis -2); layer {layer.name!r} is a "
+                f"{type(layer).__name__}. Ignore it (ignore=[{layer.name!r}]) or "
                 "use granularity='weight'."
             )
     if unit:
-        for wrapper in output_layers(model):
-            for key in wrapper.mask_keys():
-                if key in keys and rates.get(key, 1.0) > 0:
-                    raise ValueError(
-                        f"granularity='unit' cannot remove units of {wrapper.name!r}: its "
-                        "units are the model's outputs. Ignore it "
-                        f"(ignore=[{wrapper.name!r}]) or give it rate 0 "
-                        f"(rates={{{wrapper.name!r}: 0}})."
-                    )
+        outputs = {id(layer) for layer in output_layers(model)}
+        for key in keys:
+            layer = slots[key].layer
+            if id(layer) in outputs and rates.get(key, 1.0) > 0:
+                raise ValueError(
+                    f"granularity='unit' cannot remove units of {layer.name!r}: its "
+                    "units are the model's outputs. Ignore it "
+                    f"(ignore=[{layer.name!r}]) or give it rate 0 "
+                    f"(rates={{{layer.name!r}: 0}})."
+                )
 
 
-def output_layers(model: keras.Model) -> list[MaskedLayer]:
+def output_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The masked layers whose units are the model's outputs.
 
     Walks back from each output of a functional or Sequential model
@@ -286,14 +298,15 @@ def output_layers(model: keras.Model) -> list[MaskedLayer]:
             producers[id(layer.output)] = layer
         except (AttributeError, ValueError):
             continue
+    masked = {id(slot.layer) for slot in mask_slots(model)}
     found, stack = [], list(model.outputs)
     while stack:
         layer = producers.get(id(stack.pop()))
         if layer is None:
             continue
-        if isinstance(layer, MaskedLayer):
+        if id(layer) in masked:
             found.append(layer)
-        elif not masked_layers(layer):
+        elif not mask_slots(layer):
             try:
                 inputs = layer.input
             except (AttributeError, ValueError):
@@ -312,7 +325,7 @@ def prune_randomly(
     """Prunes a random share of each layer's remaining weights.
 
     Args:
-        model: a model with `MaskedLayer`s.
+        model: a model made `prunable()`.
         fraction: share of each layer's remaining weights to prune, in [0, 1).
         seed: seed of the random choice.
         rates: optional layer name -> own rate.
@@ -339,7 +352,7 @@ def sparsity_by_layer(model: keras.Model) -> dict[str, float]:
     """Fraction of pruned weights in each masked kernel.
 
     Args:
-        model: a model with `MaskedLayer`s.
+        model: a model made `prunable()`.
 
     Returns:
         Mask key -> share of that kernel's weights that are masked.
@@ -351,7 +364,7 @@ def sparsity(model: keras.Model) -> float:
     """Fraction of all prunable weights that are masked (0 = dense).
 
     Args:
-        model: a model with `MaskedLayer`s.
+        model: a model made `prunable()`.
 
     Returns:
         Pruned weights over prunable weights.

@@ -17,7 +17,8 @@ import keras
 import numpy as np
 
 from keras_lottery.files import read_npz, write_npz
-from keras_lottery.masked_layer import leaf_layers, masked_layers
+from keras_lottery import compat
+from keras_lottery.masking import leaf_layers, mask_slots, masks_of, walk
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class WeightSnapshot:
 
 def rewindable_weights(model: keras.Model) -> list[keras.Variable]:
     """All of `model.weights` except mask variables."""
-    masks = {id(m) for layer in masked_layers(model) for m in layer.masks}
+    masks = masks_of(model)
     return [w for w in model.weights if id(w) not in masks]
 
 
@@ -90,11 +91,7 @@ def snapshot_weights(model: keras.Model, step: int = 0) -> WeightSnapshot:
 
 def _assign_under_masks(model: keras.Model, weights, values) -> None:
     """Assigns `values` to `weights`, zeroing what the masks prune."""
-    masks = {
-        id(kernel): keras.ops.convert_to_numpy(mask)
-        for layer in masked_layers(model)
-        for kernel, mask in zip(layer.kernels, layer.masks)
-    }
+    masks = {id(s.kernel): keras.ops.convert_to_numpy(s.mask) for s in mask_slots(model)}
     for weight, value in zip(weights, values):
         mask = masks.get(id(weight))
         weight.assign(value if mask is None else value * mask)
@@ -148,8 +145,10 @@ def reinitialize(model: keras.Model, seed: int) -> None:
     """Draws a fresh random initialization under the current masks.
 
     Each layer is re-initialized with its own initializers (seeded from
-    `seed` and the layer's position, so equal seeds give equal weights);
-    masks are kept and pruned weights stay zero. This is the paper's
+    `seed` and the layer's position, so equal seeds give equal weights):
+    the layers without sublayers first, then those that hold weights of
+    their own beside sublayers (a keras-hub embedding's class token).
+    Masks are kept and pruned weights stay zero. This is the paper's
     random-reinitialization control.
 
     Args:
@@ -164,22 +163,26 @@ def reinitialize(model: keras.Model, seed: int) -> None:
     >>> reinitialize(model, seed=1)
     """
     leaves = leaf_layers(model)
-    seeds = np.random.SeedSequence(seed).spawn(len(leaves))
+    masks = masks_of(model)
+    inner = [layer for layer, _ in walk(model) if layer not in leaves and any(
+        id(v) not in masks for v in compat.own_variables(layer))]
+    seeds = np.random.SeedSequence(seed).spawn(len(leaves) + len(inner))
     fresh_values = {}
-    for layer, child in zip(leaves, seeds):
-        if not layer.weights:
+    for layer, child in zip(leaves + inner, seeds):
+        own = [v for v in compat.own_variables(layer) if id(v) not in masks]
+        if not own:
             continue
         config = _seeded_config(layer.get_config(), int(child.generate_state(1)[0] >> 1))
         fresh = layer.__class__.from_config(config)
         fresh.build_from_config(layer.get_build_config())
-        for weight, value in zip(layer.weights, fresh.get_weights()):
-            fresh_values[id(weight)] = value
+        for weight, value in zip(own, compat.own_variables(fresh)):
+            fresh_values[id(weight)] = keras.ops.convert_to_numpy(value)
     weights = rewindable_weights(model)
     missing = [w.path for w in weights if id(w) not in fresh_values]
     if missing:
         raise ValueError(
-            f"Cannot re-initialize weights {missing}: they belong to a layer "
-            "that also has sublayers. Give them to a sublayer of their own."
+            f"Cannot re-initialize weights {missing}: no layer of the model creates them "
+            "when rebuilt from its config."
         )
     _assign_under_masks(model, weights, [fresh_values[id(w)] for w in weights])
 

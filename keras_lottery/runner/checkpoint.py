@@ -29,7 +29,7 @@ import keras
 import numpy as np
 
 from keras_lottery.files import CorruptFileError, atomic_path, read_npz
-from keras_lottery.masked_layer import masked_layers
+from keras_lottery.masking import masks_of
 
 _EXTRA = "x_"  # prefix of the `BranchState.extra` arrays
 
@@ -164,7 +164,7 @@ class BranchState:
 
 def _state_variables(model) -> list:
     """Model state a checkpoint needs: weights and RNG states, not masks."""
-    masks = {id(m) for layer in masked_layers(model) for m in layer.masks}
+    masks = masks_of(model)
     return [v for v in model.variables if id(v) not in masks]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_lottery.masked_layer import prunable
+from keras_lottery.masking import prunable
 from keras_lottery.runner import data as data_lib
 from keras_lottery.runner import models
 from keras_lottery.runner.config import LotteryConfig

@@ -17,9 +17,10 @@ from typing import Any
 
 import keras
 
-from keras_lottery.masked_layer import prunable
+from keras_lottery.masking import prunable
 from keras_lottery.pruning import align_masks, set_masks
 from keras_lottery.rewind import restore_weights
+from keras_lottery.saving import load_model
 from keras_lottery.runner.rundir import RunDir
 
 
@@ -85,7 +86,7 @@ def masked_model(run: RunDir) -> keras.Model:
         return preset_model(config, info["input_shape"], info["num_classes"])
     saved = os.path.join(run.path, "model.keras")
     if os.path.exists(saved):
-        return keras.saving.load_model(saved, compile=False)
+        return load_model(saved, compile=False)
     if config.model.startswith(("python:", "__main__:")):
         raise ValueError(
             f"The model of {run.path} was passed from Python ({config.model}) and could not be "

@@ -20,7 +20,7 @@ from typing import Any
 import keras
 
 from keras_lottery import compat
-from keras_lottery.masked_layer import leaf_layers, prunable
+from keras_lottery.masking import leaf_layers, prunable
 from keras_lottery.runner.config import LotteryConfig
 from keras_lottery.runner.engine import Engine, LotteryResult, run_lock
 from keras_lottery.runner.fit_trainer import FitTrainer

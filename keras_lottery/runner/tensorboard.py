@@ -40,7 +40,7 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.summary.writer.record_writer import RecordWriter
 from tensorboard.util import tensor_util
 
-from keras_lottery.masked_layer import masked_layers
+from keras_lottery.masking import mask_slots
 from keras_lottery.runner import reports
 
 # Split prefixes of evaluation record keys; `train_eval` is matched before `train`.
@@ -217,14 +217,14 @@ class BranchLog:
         """Logs per-layer sparsity and mask histograms (and weights)."""
         if self._writer is None:
             return
-        for layer in masked_layers(model):
-            for key, kernel, mask in zip(layer.mask_keys(), layer.kernels, layer.masks):
-                mask = keras.ops.convert_to_numpy(mask)
-                self._writer.scalar(f"sparsity/{key}", 1.0 - float(mask.mean()), step)
-                self._writer.histogram(f"masks/{key}", mask, step)
-                if weights:
-                    values = keras.ops.convert_to_numpy(kernel)
-                    self._writer.histogram(f"weights/{key}", values[mask != 0], step)
+        for slot in mask_slots(model):
+            key = slot.key
+            mask = keras.ops.convert_to_numpy(slot.mask)
+            self._writer.scalar(f"sparsity/{key}", 1.0 - float(mask.mean()), step)
+            self._writer.histogram(f"masks/{key}", mask, step)
+            if weights:
+                values = keras.ops.convert_to_numpy(slot.kernel)
+                self._writer.histogram(f"weights/{key}", values[mask != 0], step)
 
     def close(self) -> None:
         """Flushes and closes the event file."""
