@@ -13,9 +13,11 @@ functional graphs with Keras ops, nested and subclassed models, keras-hub
 tasks, recurrent layers (whose `RNN` layer swaps its cells' kernels once
 per sequence, so the fused cuDNN path sees them too).
 
-Masks are keyed by the weight's unique `path` (`"dense/kernel"`,
-`"encoder/block_1/query/kernel"`), stable through `.keras` saving and
-cloning. The masks are the model's own variables, so `model.fit` on JAX
+Masks are keyed by the weight's path of layer names below the model
+(`"dense/kernel"`, `"block/attention/query/kernel"`): unique in the model,
+and stable through `.keras` saving and cloning, unlike a variable's
+`.path`, which depends on the name scope it was built in (a Sequential
+built by `.keras` loading drops its own name from its weights' paths). The masks are the model's own variables, so `model.fit` on JAX
 threads them through its state; they are left out of the model's own
 saved variables, so a masked model's `.keras` file loads in plain Keras
 (pruned weights are stored zeros), and written beside them as an asset
@@ -46,8 +48,8 @@ class MaskSlot:
     """One masked weight.
 
     Attributes:
-        key: the mask's key in `get_masks()`: the weight's path, unique in
-            the model.
+        key: the mask's key in `get_masks()`: the weight's path of layer
+            names below the model, unique in the model.
         layer: the layer owning the weight.
         kernel: the weight (a `keras.Variable`).
         mask: its mask, a non-trainable variable of the same shape (1 =
@@ -194,13 +196,15 @@ def weight_status(
     masked = {id(s.kernel) for s in slots}
     masks = {id(s.mask) for s in slots}
     ignored = _ignored_layers(model, ignore)
+    layer_paths = _layer_paths(model)
     for layer, _ in walk(model):
         own = [v for v in compat.own_variables(layer) if id(v) not in masks]
         kernels = {id(k) for k in prunable_weights(layer)} if own and layer.built else set()
         for variable in own:
             if id(variable) in masked:
                 status = "pruned"
-            elif id(layer) in ignored or variable.path in ignore:
+            elif id(layer) in ignored or variable.path in ignore or _key_of(
+                    variable, layer, layer_paths) in ignore:
                 status = "ignored"
             elif id(variable) in kernels:
                 status = "prunable"
@@ -211,6 +215,12 @@ def weight_status(
             else:
                 status = "unknown layer"
             yield variable, layer, status
+
+
+def _key_of(variable: keras.Variable, layer: keras.layers.Layer,
+            layer_paths: dict[int, str]) -> str:
+    prefix = layer_paths.get(id(layer), "")
+    return f"{prefix}/{variable.name}" if prefix else variable.name
 
 
 def _ignored_layers(model: keras.layers.Layer, ignore: set[str]) -> set[int]:
@@ -227,26 +237,28 @@ def _check_ignore(model: keras.layers.Layer, ignore: Iterable[str]) -> set[str]:
         ignore = (ignore,)
     ignore = set(ignore)
     names = {layer.name for layer, _ in walk(model)}
+    layer_paths = _layer_paths(model)
     paths = {v.path for v in model.weights}
+    for layer, _ in walk(model):
+        paths.update(_key_of(v, layer, layer_paths) for v in compat.own_variables(layer))
     unknown = sorted(ignore - names - paths)
     if unknown:
         raise ValueError(
             f"ignore names layers or weights that are not in the model: {unknown}. "
-            f"ignore takes layer names ({sorted(names)[:20]}...) or weight paths."
+            f"ignore takes layer names ({sorted(names)}) or mask keys (weight paths)."
         )
     return ignore
 
 
 def _unique_key(kernel: keras.Variable, layer_path: str, taken: set[str]) -> str:
-    """The weight's path, or (where two weights share a path, as layers of
-    two nested functional models can) its path of layer names."""
-    for key in (kernel.path, f"{layer_path}/{kernel.name}"):
-        if key not in taken:
-            return key
-    index = 2
-    while f"{layer_path}/{kernel.name}#{index}" in taken:
+    """The weight's path of layer names below the model (`"block/ff/kernel"`),
+    made unique with `#2`, `#3`... where sibling layers share a name."""
+    key = f"{layer_path}/{kernel.name}" if layer_path else kernel.name
+    index, unique = 2, key
+    while unique in taken:
+        unique = f"{key}#{index}"
         index += 1
-    return f"{layer_path}/{kernel.name}#{index}"
+    return unique
 
 
 def _layer_paths(model: keras.layers.Layer) -> dict[int, str]:
@@ -294,7 +306,7 @@ def prunable(model: keras.layers.Layer, ignore: Iterable[str] = (),
     Example:
     >>> model = prunable(keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]))
     >>> [slot.key for slot in mask_slots(model)]
-    ['sequential/dense/kernel']
+    ['dense/kernel']
     """
     if not model.built:
         raise ValueError(
@@ -314,10 +326,11 @@ def prunable(model: keras.layers.Layer, ignore: Iterable[str] = (),
         if id(layer) in skipped or not layer.built:
             continue
         for kernel in prunable_weights(layer):
-            if id(kernel) in done or kernel.path in ignore:
+            if id(kernel) in done:
                 continue
             key = _unique_key(kernel, layer_paths.get(id(layer), layer.name), taken)
-            if wanted is not None and key not in wanted:
+            if key in ignore or kernel.path in ignore or (
+                    wanted is not None and key not in wanted):
                 continue
             _check_plain(layer)
             attribute = compat.storage_attribute(layer, kernel)
