@@ -28,8 +28,9 @@ def test_global_and_layerwise_counts_are_exact():
     model, _, _ = _trained()
     kl.prune_by_magnitude(model, 0.2, scope="layerwise", rates={"out": 0.1})
     kept = {k: int(v.sum()) for k, v in kl.get_masks(model).items()}
-    assert kept == {k: n - round((0.1 if k == "out" else 0.2) * n) for k, n in sizes.items()}
-    assert kl.sparsity_by_layer(model)["out"] == pytest.approx(round(0.1 * 48) / 48)
+    assert sorted(kept) == sorted(sizes) == ["fc1/kernel", "fc2/kernel", "out/kernel"]
+    assert kept == {k: n - round((0.1 if k == "out/kernel" else 0.2) * n) for k, n in sizes.items()}
+    assert kl.sparsity_by_layer(model)["out/kernel"] == pytest.approx(round(0.1 * 48) / 48)
 
 
 def test_global_prunes_by_one_threshold_across_layers():
@@ -58,15 +59,16 @@ def test_pruned_weights_zero_in_variables_gradients_and_optimizer_state():
     for key in masks:
         assert np.all(kernels[key][~masks[key]] == 0), key
         assert np.any(kernels[key][masks[key]] != 0), key
-    wrapper = model.get_layer("fc1")
-    slots = kl.pruning._optimizer_slots(model, wrapper.kernels[0])
+    [fc1] = [s for s in kl.mask_slots(model) if s.key == "fc1/kernel"]
+    assert fc1.layer is model.get_layer("fc1") and fc1.kernel is fc1.layer.kernel
+    slots = kl.pruning._optimizer_slots(model, fc1.kernel)
     assert [s.name.rsplit("_", 1)[-1] for s in slots] == ["momentum", "velocity"]
     for slot in slots:
-        assert np.all(slot.numpy()[~masks["fc1"]] == 0)
+        assert np.all(slot.numpy()[~masks["fc1/kernel"]] == 0)
     with tf.GradientTape() as tape:
         loss = model.compute_loss(x=x, y=y, y_pred=model(x, training=True))
-    grad = tape.gradient(loss, wrapper.kernels[0]).numpy()
-    assert np.all(grad[~masks["fc1"]] == 0) and np.any(grad[masks["fc1"]] != 0)
+    grad = tape.gradient(loss, fc1.kernel).numpy()
+    assert np.all(grad[~masks["fc1/kernel"]] == 0) and np.any(grad[masks["fc1/kernel"]] != 0)
 
 
 def test_sgd_with_momentum_and_weight_decay_keeps_pruned_at_zero():
@@ -82,9 +84,13 @@ def test_prune_randomly_counts_and_ignore():
     model, _, _ = _trained()
     before = kl.get_masks(model)
     after = kl.prune_randomly(model, 0.5, seed=1, ignore=("out",))
-    assert np.array_equal(after["out"], before["out"])
-    assert int(after["fc1"].sum()) == 320
-    assert kl.get_masks(model)["fc1"].sum() == 320
+    assert np.array_equal(after["out/kernel"], before["out/kernel"])
+    assert int(after["fc1/kernel"].sum()) == 320
+    assert kl.get_masks(model)["fc1/kernel"].sum() == 320
+    # A mask key works in ignore like the layer name.
+    again = kl.prune_randomly(model, 0.5, seed=2, ignore=("out/kernel",))
+    assert np.array_equal(again["out/kernel"], before["out/kernel"])
+    assert int(again["fc1/kernel"].sum()) == 160
 
 
 def test_set_masks_round_trip_and_errors():
@@ -92,10 +98,13 @@ def test_set_masks_round_trip_and_errors():
     target = {k: np.random.default_rng(0).random(v.shape) < 0.3 for k, v in kl.get_masks(model).items()}
     kl.set_masks(model, target)
     assert all(np.array_equal(kl.get_masks(model)[k], target[k]) for k in target)
-    with pytest.raises(ValueError, match=r"Mask 'fc1' must have the kernel's shape \(20, 32\). Received: shape \(32, 20\)"):
-        kl.set_masks(model, {"fc1": np.ones((32, 20))})
-    with pytest.raises(ValueError, match=r"unknown layers \['fc9'\]. Accepted keys: \['fc1', 'fc2', 'out'\]"):
+    with pytest.raises(ValueError, match=r"Mask 'fc1/kernel' must have the kernel's shape \(20, 32\). Received: shape \(32, 20\)"):
+        kl.set_masks(model, {"fc1/kernel": np.ones((32, 20))})
+    with pytest.raises(ValueError, match=r"unknown weights \['fc9'\]. Accepted keys: \['fc1/kernel', 'fc2/kernel', 'out/kernel'\]"):
         kl.set_masks(model, {"fc9": np.ones((2, 2))})
+    # set_masks takes mask keys, not layer names.
+    with pytest.raises(ValueError, match=r"unknown weights \['fc1'\]"):
+        kl.set_masks(model, {"fc1": np.ones((20, 32))})
 
 
 def test_bad_arguments_name_value_and_accepted():
@@ -104,9 +113,9 @@ def test_bad_arguments_name_value_and_accepted():
         kl.prune_by_magnitude(model, 1.5)
     with pytest.raises(ValueError, match=r"scope must be one of \('global', 'layerwise'\). Received: scope='local'"):
         kl.prune_by_magnitude(model, 0.2, scope="local")
-    with pytest.raises(ValueError, match=r"rates names 'dense_9'.*Masked layers: \['fc1', 'fc2', 'out'\]"):
+    with pytest.raises(ValueError, match=r"rates names 'dense_9'.*Masked layers: \['fc1', 'fc2', 'out'\]; keys: \['fc1/kernel', 'fc2/kernel', 'out/kernel'\]"):
         kl.prune_by_magnitude(model, 0.2, rates={"dense_9": 0.1})
-    with pytest.raises(ValueError, match="has no prunable"):
+    with pytest.raises(ValueError, match="has no masked weights. Make it prunable"):
         kl.sparsity(mlp())
 
 
