@@ -26,7 +26,8 @@ def test_rewind_restores_theta0_bit_for_bit_for_survivors():
     kl.prune_by_magnitude(model, 0.2)
     rewind.rewind(model)
     masks = kl.get_masks(model)
-    kernel_ids = {id(w.kernels[0]): w.name for w in kl.masked_layer.masked_layers(model)}
+    kernel_ids = {id(slot.kernel): slot.key for slot in kl.mask_slots(model)}
+    assert sorted(kernel_ids.values()) == sorted(masks) == ["fc1/kernel", "fc2/kernel", "out/kernel"]
     for weight, start in zip(kl.rewind.rewindable_weights(model), theta0):
         value = weight.numpy()
         if id(weight) in kernel_ids:
@@ -72,9 +73,26 @@ def test_late_rewind_restores_theta_k():
 def test_late_rewind_counts_across_epochs():
     model = compile_for_test(kl.prunable(mlp()))
     x, y = toy_data(n=64)
+
+    class Record(keras.callbacks.Callback):
+        steps = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.steps += 1
+            if self.steps == 5:
+                self.theta_5 = _values(self.model)
+
+    record = Record()
     rewind = kl.RewindCallback(rewind_step=5)  # 2 batches per epoch: taken in epoch 3
-    model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[rewind])
-    assert rewind.snapshot is not None
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[record, rewind])
+    assert record.steps == 6
+    snapshot = rewind.snapshot
+    assert snapshot is not None and snapshot.step == 5
+    assert snapshot.paths == tuple(w.path for w in kl.rewind.rewindable_weights(model))
+    assert len(snapshot.values) == len(record.theta_5) == 6
+    assert all(np.array_equal(a, b) for a, b in zip(snapshot.values, record.theta_5))
+    # Taken after step 5, not at the end of training (step 6).
+    assert not np.array_equal(snapshot.values[0], _values(model)[0])
 
 
 def test_training_shorter_than_rewind_step_is_an_error():
@@ -124,10 +142,10 @@ def test_snapshot_file_lets_a_later_process_rewind(tmp_path):
     script = f"""
 import os; os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import keras, numpy as np, keras_lottery as kl
-model = keras.models.load_model({str(tmp_path / 'pruned.keras')!r})
+model = kl.load_model({str(tmp_path / 'pruned.keras')!r})
 kl.RewindCallback(path={str(path)!r}).rewind(model)
-mask = kl.get_masks(model)["fc2"]
-kernel = model.get_layer("fc2").kernels[0].numpy()
+mask = kl.get_masks(model)["fc2/kernel"]
+kernel = model.get_layer("fc2").kernel.numpy()
 start = np.load({str(tmp_path / 'theta0_fc2.npy')!r})
 assert np.array_equal(kernel[mask], start[mask]) and np.all(kernel[~mask] == 0)
 print("rewound", mask.mean())
@@ -148,11 +166,11 @@ def test_reinitialize_differs_from_theta0_keeps_masks_and_is_seeded():
     kernels = kl.get_kernels(model)
     assert all(np.all(kernels[k][~masks[k]] == 0) for k in masks)
     assert all(np.array_equal(kl.get_masks(model)[k], masks[k]) for k in masks)
-    assert not np.array_equal(first[0], theta0[0] * masks["fc1"])
+    assert not np.array_equal(first[0], theta0[0] * masks["fc1/kernel"])
     # Same initializer family: Glorot uniform bounds and similar spread.
     limit = np.sqrt(6 / (20 + 32))
     assert np.abs(first[0]).max() <= limit
-    assert np.std(first[0][masks["fc1"]]) == pytest.approx(np.std(theta0[0]), rel=0.25)
+    assert np.std(first[0][masks["fc1/kernel"]]) == pytest.approx(np.std(theta0[0]), rel=0.25)
     assert np.all(first[1] == 0)  # biases: zeros initializer
     kl.reinitialize(model, seed=1)
     assert all(np.array_equal(a, b) for a, b in zip(_values(model), first))
