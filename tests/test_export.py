@@ -29,25 +29,42 @@ def _pruned_conv_model():
 
 def test_strip_gives_plain_layers_and_identical_predictions():
     model, x = _pruned_conv_model()
+    masks, kernels = kl.get_masks(model), kl.get_kernels(model)
     plain = kl.strip(model)
-    assert not any(isinstance(l, kl.MaskedLayer) for l in plain.layers)
-    assert [l.name for l in plain.layers] == [l.name for l in model.layers]
+    assert plain is not model and not kl.mask_slots(plain)
+    assert not any(isinstance(vars(l).get("call"), kl.masking._MaskedCall) for l in plain.layers)
+    assert [type(l) for l in plain.layers] == [type(l) for l in model.layers]
+    assert len(plain.weights) == len(model.weights) - len(masks)
     assert np.abs(plain.predict(x, verbose=0) - model.predict(x, verbose=0)).max() <= 1e-6
     kernel = plain.get_layer("conv").kernel.numpy()
     assert np.mean(kernel == 0) == pytest.approx(0.7, abs=0.01)
-    assert kl.masked_layer.masked_layers(model)  # the original keeps its wrappers
+    # The original keeps its masks and kernels.
+    assert sorted(kl.get_masks(model)) == sorted(masks) == ["conv/kernel", "out/kernel", "sep/depthwise_kernel", "sep/pointwise_kernel"]
+    assert all(np.array_equal(kl.get_masks(model)[k], masks[k]) for k in masks)
+    assert all(np.array_equal(kl.get_kernels(model)[k], kernels[k]) for k in kernels)
+    # LIBRARY BUG (fails as of d4850a0): strip() clones with keras.models.clone_model,
+    # which renames every Input layer after its tensor ("keras_tensor"); now that
+    # prunable() no longer clones, the masked model keeps "input_layer" and the
+    # stripped ticket's input name (its SavedModel serving argument) differs.
+    assert [l.name for l in plain.layers] == [l.name for l in model.layers]
 
 
 def test_keras_file_round_trips_masks_and_predictions(tmp_path):
     model, x = _pruned_conv_model()
     path = tmp_path / "ticket.keras"
     model.save(path)
-    loaded = keras.models.load_model(path)
-    assert isinstance(loaded.get_layer("sep"), kl.MaskedLayer)
+    loaded = kl.load_model(path)
+    assert type(loaded.get_layer("sep")) is keras.layers.SeparableConv2D
     before, after = kl.get_masks(model), kl.get_masks(loaded)
+    assert len(before) == 4
     assert sorted(before) == sorted(after)
     assert all(np.array_equal(before[k], after[k]) for k in before)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    # The masks are an asset beside the weights: plain Keras loads the file unmasked.
+    assert sorted(kl.saved_masks(path)) == sorted(before)
+    plain = keras.models.load_model(path)
+    assert not kl.mask_slots(plain)
+    np.testing.assert_allclose(plain.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
 def test_savedmodel_serves_without_keras_lottery(tmp_path):
@@ -83,7 +100,8 @@ def test_save_ticket_reports_dense_and_compressed_size(tmp_path, name):
     assert "zip-compressed" in str(size)
     if name.endswith(".keras"):
         plain = keras.models.load_model(size.path)
-        assert not any(isinstance(l, kl.MaskedLayer) for l in plain.layers)
+        assert not kl.mask_slots(plain) and kl.saved_masks(size.path) == {}
+        assert len(plain.weights) == len(kl.rewind.rewindable_weights(model))
 
 
 def test_sparser_ticket_compresses_better(tmp_path):
@@ -102,5 +120,5 @@ def test_ticket_of_compiled_model_carries_no_optimizer(tmp_path):
     model.fit(x, y, epochs=1, verbose=0)
     assert not kl.strip(model).compiled and model.compiled
     size = kl.save_ticket(model, tmp_path / "t.keras")
-    param_bytes = 4 * model.count_params() - 4 * sum(m.numpy().size for w in kl.masked_layer.masked_layers(model) for m in w.masks)
+    param_bytes = 4 * model.count_params() - 4 * sum(s.mask.numpy().size for s in kl.mask_slots(model))
     assert size.dense_bytes < 1.5 * param_bytes  # Adam state would triple it
