@@ -36,7 +36,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_lottery import analysis
+from keras_lottery import analysis, compat
 from keras_lottery.compact import compact_report
 from keras_lottery.export import strip
 from keras_lottery.pruning import get_kernels, output_layers, set_masks
@@ -193,6 +193,8 @@ def structure_report(model: keras.Model, round_index: int = 0) -> dict[str, Any]
     layers = {name: analysis.dead_units(k) for name, k in kernels.items()}
     result: dict[str, Any] = {"round": round_index, "layers": layers, "compacted": None}
     plain = strip(model)
+    if not compat.is_functional_or_sequential(plain) or len(plain.inputs) != 1:
+        return result  # compaction follows one input tensor through a layer graph
     try:
         report = compact_report(plain)
     except ValueError:
