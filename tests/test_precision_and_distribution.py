@@ -13,9 +13,12 @@ from conftest import compile_for_test, mlp, toy_data
 def test_mixed_float16_trains_with_masks_intact():
     keras.mixed_precision.set_global_policy("mixed_float16")
     model = kl.prunable(mlp())
-    wrapper = model.get_layer("fc1")
-    assert wrapper.compute_dtype == "float16"
-    assert wrapper.kernels[0].dtype == wrapper.masks[0].dtype == "float32"
+    layer = model.get_layer("fc1")
+    assert type(layer) is keras.layers.Dense and layer.compute_dtype == "float16"
+    slots = kl.mask_slots(model)
+    assert [s.key for s in slots] == ["fc1/kernel", "fc2/kernel", "out/kernel"]
+    assert slots[0].layer is layer and slots[0].kernel is layer.kernel
+    assert all(s.kernel.dtype == s.mask.dtype == "float32" for s in slots)
     kl.prune_by_magnitude(model, 0.5)
     masks = kl.get_masks(model)
     x, y = toy_data()
@@ -42,16 +45,21 @@ def test_mirrored_strategy_fit_keeps_masks_identical_on_replicas():
     history = model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[rewind])
     assert np.isfinite(history.history["loss"]).all()
     assert kl.sparsity(model) == pytest.approx(0.5, abs=1e-3)
-    for wrapper in kl.masked_layer.masked_layers(model):
-        masks = [v.numpy() for v in wrapper.masks[0].value.values]
-        kernels = [v.numpy() for v in wrapper.kernels[0].value.values]
+    slots = kl.mask_slots(model)
+    assert len(slots) == 3
+    for slot in slots:
+        masks = [v.numpy() for v in slot.mask.value.values]
+        kernels = [v.numpy() for v in slot.kernel.value.values]
         assert len(masks) == 2 and np.array_equal(masks[0], masks[1])
         assert np.array_equal(kernels[0], kernels[1])
         for kernel in kernels:
             assert np.all(kernel[masks[0] == 0] == 0)
     # Rewinding restores every replica.
     rewind.rewind(model)
-    first = model.get_layer("fc1")
-    for replica in first.kernels[0].value.values:
-        expected = rewind.snapshot.values[0] * first.masks[0].value.values[0].numpy()
+    first = slots[0]
+    assert first.key == "fc1/kernel" and rewind.snapshot.paths[0] == first.kernel.path
+    replicas = first.kernel.value.values
+    assert len(replicas) == 2
+    for replica in replicas:
+        expected = rewind.snapshot.values[0] * first.mask.value.values[0].numpy()
         assert np.array_equal(replica.numpy(), expected)
