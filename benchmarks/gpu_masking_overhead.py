@@ -2,20 +2,24 @@
 
 The GPU machines this project can borrow have no TensorFlow and cannot fetch
 it (their transfers are capped below the size of a TensorFlow wheel), but
-they have JAX. `MaskedLayer` is written in backend-agnostic `keras.ops`, so
-this script loads `keras_lottery/masking.py` and `models.py` straight from
-their files (the package `__init__` imports TensorFlow) and times
+they have JAX. `prunable()`'s masked calls are written in backend-agnostic
+`keras.ops`, so this script imports `keras_lottery/masking.py` and
+`runner/models.py` (and the modules they import) from their files without
+running the package `__init__`s (which import TensorFlow), and times
 `model.fit` of each paper architecture plain and `prunable` at 80% sparsity,
-interleaved, median of the measurements, in one process.
+interleaved, median of the measurements, in one process. `prunable()` masks
+a model in place, so the plain model is a second build of the same
+architecture and seed.
 
     KERAS_BACKEND=jax python benchmarks/gpu_masking_overhead.py [--quick]
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 import sys
+import types
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -26,17 +30,19 @@ import numpy as np  # noqa: E402
 
 
 def _load(name: str):
-    """Imports keras_lottery/<name>.py without the package __init__."""
-    spec = importlib.util.spec_from_file_location(
-        f"keras_lottery.{name}", os.path.join(REPO, "keras_lottery", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """Imports keras_lottery.<name> without running the packages' __init__:
+    keras_lottery and keras_lottery.runner are stood in for by empty
+    packages whose submodules load from the checkout's files."""
+    for package in ("keras_lottery", "keras_lottery.runner"):
+        if package not in sys.modules:
+            stub = types.ModuleType(package)
+            stub.__path__ = [os.path.join(REPO, *package.split("."))]
+            sys.modules[package] = stub
+    return importlib.import_module(f"keras_lottery.{name}")
 
 
 masking = _load("masking")
-models = _load("models")
+models = _load("runner.models")
 
 # name -> (input shape, batch, steps per measurement)
 MODELS = {
@@ -55,16 +61,18 @@ def _compiled(model: keras.Model) -> keras.Model:
 
 
 def pair(name: str):
-    """Plain model and its masked copy at 80% random sparsity, compiled."""
+    """Plain model and the same architecture masked at 80% random sparsity,
+    compiled (prunable() masks in place: the two are separate builds)."""
     shape, *_ = MODELS[name]
     plain = models.build(name, shape, 10, seed=0)
-    masked = masking.prunable(plain)
+    masked = masking.prunable(models.build(name, shape, 10, seed=0))
+    slots = masking.mask_slots(masked)
+    assert slots and not masking.mask_slots(plain)
     rng = np.random.default_rng(0)
-    for layer in masking.masked_layers(masked):
-        for kernel, mask in zip(layer.kernels, layer.masks):
-            keep = (rng.random(mask.shape) < 0.2).astype("float32")
-            mask.assign(keep)
-            kernel.assign(keras.ops.convert_to_numpy(kernel) * keep)
+    for slot in slots:
+        keep = (rng.random(slot.mask.shape) < 0.2).astype("float32")
+        slot.mask.assign(keep)
+        slot.kernel.assign(keras.ops.convert_to_numpy(slot.kernel) * keep)
     return _compiled(plain), _compiled(masked)
 
 
