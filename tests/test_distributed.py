@@ -42,17 +42,22 @@ def test_mirrored_run_matches_single_device_masks(tmp_path, fashion_small):
     # Identical batches and seeds; only the order of the float reduction over
     # the two replicas differs, which can flip weights at the threshold.
     assert min(overlaps) >= 0.999, overlaps
-    for wrapper in kl.masked_layer.masked_layers(runner.model):
-        masks, kernels = _replicas(wrapper.masks[0]), _replicas(wrapper.kernels[0])
+    slots = kl.mask_slots(runner.model)
+    assert [s.key for s in slots] == ["fc1/kernel", "fc2/kernel", "output/kernel"]
+    for slot in slots:
+        masks, kernels = _replicas(slot.mask), _replicas(slot.kernel)
         assert len(masks) == 2 and np.array_equal(masks[0], masks[1])
         assert np.array_equal(kernels[0], kernels[1])
         assert all(np.all(k[m == 0] == 0) for k, m in zip(kernels, masks))
     kl.restore_weights(runner.model, runner.rewind_point)
-    first = runner.model.get_layer("fc1")
+    first = slots[0]
+    assert first.layer is runner.model.get_layer("fc1")
     expected = runner.rewind_point.values[[w.path for w in kl.rewind.rewindable_weights(runner.model)]
-                                          .index(first.kernels[0].path)]
-    for replica in _replicas(first.kernels[0]):
-        assert np.array_equal(replica, expected * _replicas(first.masks[0])[0])
+                                          .index(first.kernel.path)]
+    replicas = _replicas(first.kernel)
+    assert len(replicas) == 2
+    for replica in replicas:
+        assert np.array_equal(replica, expected * _replicas(first.mask)[0])
 
 
 def _start_workers(argv_for, logs):
@@ -76,15 +81,16 @@ def test_two_worker_processes_agree_and_only_the_chief_writes(tmp_path, fashion)
     masks = [read_npz(tmp_path / f"w{i}.masks.npz") for i in range(2)]
     # 2 rounds x 300 steps x 6 all-reduces: a thread per collective would be >3000.
     assert all(int(open(tmp_path / f"w{i}.threads").read()) < 600 for i in range(2))
-    assert sorted(masks[0]) == ["fc1", "fc2", "output"]
+    assert sorted(masks[0]) == sorted(masks[1]) == ["fc1/kernel", "fc2/kernel", "output/kernel"]
     for name in masks[0]:
         assert np.array_equal(masks[0][name], masks[1][name]), name
-    assert masks[0]["fc1"].mean() == pytest.approx(0.8, abs=1e-4)
+    assert masks[0]["fc1/kernel"].mean() == pytest.approx(0.8, abs=1e-4)
     # The chief (worker 0) wrote everything; worker 1 wrote nothing.
     events = glob.glob(f"{logdir}/**/events.out.tfevents.*", recursive=True)
     writers = {re.search(r"\.(\d+)\.\d+\.v2$", os.path.basename(e)).group(1) for e in events}
     assert events and writers == {str(procs[0].pid)}
     stored = read_npz(glob.glob(f"{logdir}/*/round_01/masks.npz")[0])
+    assert sorted(stored) == sorted(masks[0])
     assert all(np.array_equal(stored[k], masks[0][k]) for k in stored)
     # Data sharding: each worker trains on its half of the global batch.
     labels = [np.load(tmp_path / f"w{i}.labels.npy") for i in range(2)]
