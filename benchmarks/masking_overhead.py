@@ -14,8 +14,9 @@ give the noise. Both `jit_compile=False` (Keras' default on CPU) and
 
 Goal: ratio <= 1.05.
 
-Where an overhead comes from: `MaskedLayer` adds two elementwise passes
-over each masked kernel per step, `kernel * mask` in the forward pass and
+Where an overhead comes from: `prunable()` makes each layer read
+`kernel * mask` (its `_MaskedCall` swaps the product in for the call), which
+adds two elementwise passes over each masked kernel per step, `kernel * mask` in the forward pass and
 `grad * mask` in the backward pass (the mask is non-trainable, so no
 gradient is computed for it). They cost about as much as one of Adam's
 dozen elementwise ops on that kernel, so they show where kernel-sized
@@ -72,10 +73,18 @@ def compiled(model: keras.Model, jit: bool) -> keras.Model:
 
 
 def pair(name: str, jit: bool, seed: int = 0):
-    """The plain model and its prunable version at 80% sparsity, compiled."""
+    """The plain model and its prunable version at 80% sparsity, compiled.
+
+    `prunable()` masks a model in place, so the two are two builds of the
+    same architecture and seed (the same initial weights)."""
     build, shape, *_ = MODELS[name]
     plain = build(shape, 10, seed=seed)
-    masked = kl.prunable(plain)
+    masked = kl.prunable(build(shape, 10, seed=seed))
+    assert masked is not plain and not kl.mask_slots(plain)
+    unmasked = kl.rewind.rewindable_weights(masked)
+    assert len(unmasked) == len(plain.weights) and all(
+        np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+        for a, b in zip(unmasked, plain.weights))
     kl.prune_by_magnitude(masked, 0.8)
     return compiled(plain, jit), compiled(masked, jit)
 
