@@ -91,11 +91,11 @@ def test_is_functional_or_sequential():
         (lambda: keras.layers.Embedding(5, 2), np.array([[0, 1, 4]]), "embeddings", "_embeddings"),
     ],
 )
-def test_kernel_attribute_names_what_call_reads(layer, x, name, stored):
+def test_storage_attribute_names_what_call_reads(layer, x, name, stored):
     layer = layer()
     before = keras.ops.convert_to_numpy(layer(x))
     kernel, weights = getattr(layer, name), list(layer.weights)
-    assert compat.kernel_attribute(layer, name) == stored
+    assert compat.storage_attribute(layer, kernel) == stored
     compat.set_attribute_untracked(layer, stored, keras.ops.zeros_like(kernel))
     try:
         swapped = keras.ops.convert_to_numpy(layer(x))
@@ -107,14 +107,39 @@ def test_kernel_attribute_names_what_call_reads(layer, x, name, stored):
     assert [id(w) for w in layer.weights] == [id(w) for w in weights]
 
 
-def test_kernel_attribute_of_a_value_no_attribute_holds_is_an_error():
-    class Computed(keras.layers.Layer):
+def test_storage_attribute_of_recurrent_cells_is_the_plain_attribute_the_rnn_reads():
+    rnn = keras.layers.SimpleRNN(2, return_sequences=True)
+    x = np.random.default_rng(0).normal(size=(2, 4, 3)).astype("float32")
+    before = keras.ops.convert_to_numpy(rnn(x))
+    cell = rnn.cell
+    for name in ("kernel", "recurrent_kernel"):
+        assert compat.storage_attribute(cell, getattr(cell, name)) == name
+    kernel = cell.kernel
+    compat.set_attribute_untracked(cell, "kernel", keras.ops.zeros_like(kernel))
+    try:
+        swapped = keras.ops.convert_to_numpy(rnn(x))
+    finally:
+        compat.set_attribute_untracked(cell, "kernel", kernel)
+    assert np.all(swapped == 0) and np.any(before != 0)  # no input reaches the state
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(rnn(x)), before)
+
+
+def test_storage_attribute_of_a_variable_no_attribute_holds_is_none():
+    class Listed(keras.layers.Layer):
+        def build(self, input_shape):
+            self.parts = [self.add_weight(shape=(2, 2), name="part")]
+
         @property
         def kernel(self):
             return keras.ops.ones((2, 2))
 
-    with pytest.raises(ValueError, match="Received: name='kernel'"):
-        compat.kernel_attribute(Computed(), "kernel")
+    layer = Listed()
+    layer.build((None, 2))
+    assert compat.storage_attribute(layer, layer.parts[0]) is None
+    assert compat.storage_attribute(layer, layer.kernel) is None
+    other = keras.layers.Dense(2)
+    other.build((None, 3))
+    assert compat.storage_attribute(layer, other.kernel) is None
 
 
 def test_set_attribute_untracked_adds_no_state():
@@ -127,22 +152,86 @@ def test_set_attribute_untracked_adds_no_state():
         layer.tracked = keras.Variable(np.ones(3))  # what the bypass avoids
 
 
-def test_replace_sublayer_rebinds_tracking_attribute_list_and_dict():
-    net = _Net()
-    x = np.ones((2, 3), "float32")
-    net(x)
-    old = {"fc": net.fc, "b0": net.blocks[0], "out": net.heads["out"]}
-    new = {name: keras.layers.Dense(layer.units, name=f"new_{name}") for name, layer in old.items()}
-    for name in old:
-        compat.replace_sublayer(net, old[name], new[name])
-    assert net.fc is new["fc"] and net.blocks[0] is new["b0"] and net.heads["out"] is new["out"]
-    assert [l.name for l in compat.sublayers(net)] == ["new_fc", "new_b0", "b1", "new_out"]
-    assert isinstance(net.blocks, list) and isinstance(net.heads, dict)
-    net(x)  # builds the new layers through call(), so call() uses them
-    paths = {w.path.split("/")[-2] for w in net.weights}
-    assert paths == {"new_fc", "new_b0", "b1", "new_out"}
-    with pytest.raises(ValueError):
-        compat.replace_sublayer(net, old["fc"], keras.layers.Dense(4))
+def test_own_variables_are_a_layers_own_not_its_sublayers():
+    model = _dense_model()
+    fc1 = model.get_layer("fc1")
+    assert [id(v) for v in compat.own_variables(fc1)] == [id(fc1.kernel), id(fc1.bias)]
+    assert compat.own_variables(model) == [] and len(model.weights) == 4
+    bn = keras.layers.BatchNormalization()
+    bn.build((None, 3))
+    assert [v.name for v in compat.own_variables(bn)] == ["gamma", "beta", "moving_mean", "moving_variance"]
+
+
+def test_unlocked_lets_a_built_layer_take_variables_and_puts_the_lock_back():
+    layer = keras.layers.Dense(2)
+    layer.build((None, 3))
+    assert layer._tracker.locked  # Keras locks a built layer's state
+    with pytest.raises(ValueError, match="cannot add new elements of state"):
+        layer.add_weight(shape=(2,), initializer="ones", trainable=False)
+    with compat.unlocked(layer) as same:
+        assert same is layer
+        extra = layer.add_weight(shape=(2,), initializer="ones", trainable=False, name="extra")
+    assert [id(v) for v in compat.own_variables(layer)] == [id(layer.kernel), id(layer.bias), id(extra)]
+    assert any(v is extra for v in layer.non_trainable_weights)
+    with pytest.raises(ValueError, match="cannot add new elements of state"):
+        layer.add_weight(shape=(2,), initializer="ones", trainable=False)
+    with pytest.raises(RuntimeError), compat.unlocked(layer):
+        raise RuntimeError
+    with pytest.raises(ValueError, match="cannot add new elements of state"):
+        layer.add_weight(shape=(2,), initializer="ones", trainable=False)
+    # A built model's tracker is not locked (Keras 3.15): unlocked() leaves it so.
+    model = _dense_model()
+    assert not model._tracker.locked
+    with compat.unlocked(model):
+        mask = model.add_weight(shape=(3, 4), initializer="ones", trainable=False, name="mask")
+    assert not model._tracker.locked
+    assert [id(v) for v in compat.own_variables(model)] == [id(mask)]
+    assert any(v is mask for v in model.weights)
+
+
+def test_without_own_variables_hides_them_from_saving_and_loading():
+    model = _dense_model()
+    with compat.unlocked(model):
+        hidden = model.add_weight(shape=(2,), initializer="ones", trainable=False, name="hidden")
+        kept = model.add_weight(shape=(3,), initializer="zeros", name="kept")
+    store = {}
+    model.save_own_variables(store)
+    assert sorted(store) == ["0", "1"]  # both, as Keras saves them
+    store = {}
+    with compat.without_own_variables(model, [hidden]) as same:
+        assert same is model
+        assert [id(v) for v in compat.own_variables(model)] == [id(kept)]
+        model.save_own_variables(store)
+    assert list(store) == ["0"] and np.shape(store["0"]) == (3,)
+    with compat.without_own_variables(model, [hidden]):
+        model.load_own_variables({"0": np.full(3, 7.0, "float32")})
+    np.testing.assert_array_equal(kept.numpy(), np.full(3, 7.0))
+    np.testing.assert_array_equal(hidden.numpy(), np.ones(2))
+    assert [id(v) for v in compat.own_variables(model)] == [id(kept), id(hidden)]  # restored
+    before = [id(v) for v in compat.own_variables(model)]
+    with pytest.raises(RuntimeError), compat.without_own_variables(model, [hidden, kept]):
+        assert compat.own_variables(model) == []
+        raise RuntimeError
+    assert [id(v) for v in compat.own_variables(model)] == before
+
+
+def test_conv_lstm_cell_class_is_the_cell_of_every_conv_lstm():
+    cell_class = compat.conv_lstm_cell_class()
+    assert cell_class.__name__ == "ConvLSTMCell" and issubclass(cell_class, keras.layers.Layer)
+    for layer, shape in ((keras.layers.ConvLSTM1D(2, 3), (2, 3, 6, 2)),
+                         (keras.layers.ConvLSTM2D(2, 3), (2, 3, 6, 6, 2))):
+        layer.build(shape)
+        assert isinstance(layer.cell, cell_class)
+        for name in ("kernel", "recurrent_kernel"):
+            assert compat.storage_attribute(layer.cell, getattr(layer.cell, name)) == name
+
+
+def test_functional_class_is_the_class_of_keras_model_inputs_outputs():
+    x = keras.Input((3,))
+    functional = keras.Model(x, keras.layers.Dense(2)(x))
+    assert type(functional) is compat.functional_class()
+    assert type(_dense_model()) is keras.Sequential
+    assert not isinstance(_Net(), compat.functional_class())
 
 
 def test_uncompiled_makes_clone_model_return_an_uncompiled_clone():
