@@ -96,10 +96,11 @@ def set_pruning_step(model: tf_keras.Model, step: int) -> None:
 
 
 def tfmot_masks(model: tf_keras.Model) -> dict[str, np.ndarray]:
+    """TFMOT's masks keyed like keras-lottery's: "<layer>/<weight>" ("fc1/kernel")."""
     return {
-        layer.layer.name: mask.numpy() != 0
+        f"{layer.layer.name}/{weight.name.split('/')[-1].split(':')[0]}": mask.numpy() != 0
         for layer in wrappers(model)
-        for _, mask, _ in layer.pruning_vars
+        for weight, mask, _ in layer.pruning_vars
     }
 
 
@@ -111,7 +112,11 @@ def contenders(name: str) -> dict:
     """The four compiled models (TFMOT's is pruned in `step_times`)."""
     build, shape, *_ = MODELS[name]
     keras3 = build(shape, 10, seed=0)
-    ours = kl.prunable(keras3)
+    # prunable() masks in place: ours is a second build of the same seed.
+    ours = kl.prunable(build(shape, 10, seed=0))
+    assert not kl.mask_slots(keras3) and all(
+        np.array_equal(keras.ops.convert_to_numpy(a), b)
+        for a, b in zip(kl.rewind.rewindable_weights(ours), keras3.get_weights()))
     kl.prune_by_magnitude(ours, SPARSITY, scope="layerwise")
     plain_tfk = tf_keras_twin(name, keras3)
     pruned_tfk = tfmot_pruned(tf_keras_twin(name, keras3))
@@ -165,7 +170,7 @@ def mask_times(models: dict, repeats: int) -> dict:
     ours, pruned = models["ours"], models["tfmot"]
     # Dense starting point for both: masks of ones and the weights of the
     # plain Keras 3 model (trained, unpruned).
-    mask_ids = {id(m) for w in kl.masked_layer.masked_layers(ours) for m in w.masks}
+    mask_ids = kl.masking.masks_of(ours)
     dense = iter(models["keras3"].get_weights())
     ours_dense = [np.ones(v.shape, v.dtype) if id(v) in mask_ids else next(dense)
                   for v in ours.weights]
@@ -214,6 +219,7 @@ def mask_times(models: dict, repeats: int) -> dict:
             "ours/tfmot_eager": common.ratio(times[clock], "ours", "tfmot_eager"),
             "ms": {k: 1e3 * float(np.median(v)) for k, v in times[clock].items()},
         }
+    assert sorted(theirs) == sorted(ours_masks), (sorted(theirs), sorted(ours_masks))
     out["mask_agreement"] = kl.mask_overlap(ours_masks, {k: theirs[k] for k in ours_masks})
     out["sparsity_ours"] = kl.sparsity(ours)
     out["sparsity_tfmot"] = masks_sparsity(theirs)
