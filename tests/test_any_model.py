@@ -138,7 +138,7 @@ KINDS = {
 
 
 def _params(fast):
-    return [pytest.param(kind, marks=() if KINDS[kind][2] == fast else pytest.mark.slow)
+    return [pytest.param(kind, marks=() if fast else pytest.mark.slow)
             for kind in KINDS if KINDS[kind][2] == fast]
 
 
