@@ -88,7 +88,9 @@ def test_digits_rounds_controls_and_a_user_callback_in_every_branch(tmp_path, di
     tickets = {row["round"]: row for row in result.branch("ticket")}
     sizes = {"dense": 64 * 64, "out": 64 * 10}
     for r in (0, 1, 2):
-        assert tickets[r]["sparsity_by_layer"]["out"] == pytest.approx(1 - 0.9**r, abs=0.002)
+        by_layer = tickets[r]["sparsity_by_layer"]
+        assert len(by_layer) == 2 and "out/kernel" in by_layer
+        assert tickets[r]["sparsity_by_layer"]["out/kernel"] == pytest.approx(1 - 0.9**r, abs=0.002)
         assert [h["step"] for h in tickets[r]["history"]] == [0, 20, 40, 60]
     remaining = 100 * (sizes["dense"] * 0.8**2 + sizes["out"] * 0.9**2) / sum(sizes.values())
     assert tickets[2]["percent_remaining"] == pytest.approx(remaining, abs=0.05)
@@ -147,7 +149,7 @@ def test_a_maximized_monitor_picks_the_best_auc(tmp_path, cancer):
 
 
 class DigitsNet(keras.Model):
-    """A subclassed model (wrapped in place by `prunable`)."""
+    """A subclassed model (masked in place by `prunable`)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -171,11 +173,15 @@ def test_a_subclassed_model_that_is_not_built_yet(tmp_path, digits):
     result = _search(tmp_path, build, rounds=2, scope="layerwise").fit(
         train, val, steps=40, eval_every=20, batch_size=32)
     masks = read_npz(os.path.join(result.run_dir, "round_02", "masks.npz"))
-    assert sorted(masks) == ["head", "hidden"]
+    assert sorted(masks) == ["head/kernel", "hidden/kernel"]
     assert all(m.mean() == pytest.approx(0.64, abs=0.01) for m in masks.values())
     ticket = result.ticket(2)
-    for wrapper in kl.masked_layers(ticket):
-        kernel, mask = (keras.ops.convert_to_numpy(v) for v in (wrapper.kernels[0], wrapper.masks[0]))
+    slots = kl.mask_slots(ticket)
+    assert sorted(s.key for s in slots) == ["head/kernel", "hidden/kernel"]
+    assert type(ticket.head) is keras.layers.Dense and type(ticket.hidden) is keras.layers.Dense
+    for slot in slots:
+        kernel, mask = (keras.ops.convert_to_numpy(v) for v in (slot.kernel, slot.mask))
+        np.testing.assert_array_equal(mask != 0, masks[slot.key])
         assert np.all(kernel[mask == 0] == 0)
     # No test split: the table falls back to "-" and the round lines to the monitor.
     assert "| -" in result.table()
@@ -207,7 +213,7 @@ def test_two_inputs_from_tf_data_and_from_numpy_give_the_same_kind_of_run(tmp_pa
     from_np = _search(tmp_path / "np", two_input_model, rounds=1).fit(
         _halves(train), _halves(val), _halves(test), steps=40, eval_every=20, batch_size=32)
     for result in (from_tf, from_np):
-        assert sorted(result.masks) == ["fl", "fr", "out"]
+        assert sorted(result.masks) == ["fl/kernel", "fr/kernel", "out/kernel"]
         assert result.branch()[1]["percent_remaining"] == pytest.approx(80.0, abs=0.1)
         assert result.rows[0]["test_accuracy_final"] > 0.3
 
@@ -277,6 +283,8 @@ def test_interrupted_branch_with_a_damaged_checkpoint_resumes_to_the_same_masks(
         a = read_npz(f"{resumed.run_dir}/round_{r:02d}/masks.npz")
         b = read_npz(f"{clean.run_dir}/round_{r:02d}/masks.npz")
         # Automatic layer names differ between two builds in one process.
+        assert len(a) == len(b) == 2, (sorted(a), sorted(b))
+        assert [np.shape(u) for u in a.values()] == [np.shape(v) for v in b.values()]
         assert all(np.array_equal(u, v) for u, v in zip(a.values(), b.values()))
 
 
@@ -286,6 +294,8 @@ def test_mirrored_strategy_gives_the_masks_of_one_device(tmp_path, digits):
         train, val, steps=40, eval_every=20, batch_size=32)
     two = _search(tmp_path / "two", digits_mlp(), rounds=1, strategy="mirrored").fit(
         train, val, steps=40, eval_every=20, batch_size=32)
+    assert len(one.masks) == len(two.masks) == 2, (sorted(one.masks), sorted(two.masks))
+    assert [m.shape for m in one.masks.values()] == [m.shape for m in two.masks.values()]
     agreement = np.mean(np.concatenate([(a == b).ravel() for a, b in
                                         zip(one.masks.values(), two.masks.values())]))
     assert agreement >= 0.999
@@ -313,7 +323,7 @@ def test_a_model_without_prunable_layers_is_refused(tmp_path, digits):
         model.compile("adam", "mse")
         return model
 
-    with pytest.raises(ValueError, match="no prunable layer"):
+    with pytest.raises(ValueError, match="has no prunable weight"):
         _search(tmp_path, build).fit(*digits[:2], steps=10, eval_every=5)
 
 
@@ -441,6 +451,7 @@ def test_unit_granularity_prunes_whole_units_of_your_own_model(tmp_path, digits)
     train, val, _ = digits
     result = _search(tmp_path, digits_mlp(), rounds=1, granularity="unit",
                      rates={"out": 0.0}).fit(train, val, steps=20, eval_every=10, batch_size=32)
+    assert list(result.masks)[1] == "out/kernel"
     hidden, out = result.masks.values()
     columns = hidden.all(axis=0) | ~hidden.any(axis=0)  # each unit whole: kept or pruned
     assert columns.all() and 0 < (~hidden.any(axis=0)).sum() < 64
