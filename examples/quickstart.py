@@ -7,7 +7,7 @@ import keras_lottery as kl
 data = kl.data.load("fashion_mnist")                  # real data, offline via the Debian package
 x, y = data.x_train / 255.0, data.y_train
 base = kl.models.lenet300(data.input_shape, 10, seed=0)
-model = kl.prunable(base)                            # every Dense wrapped in a MaskedLayer
+model = kl.prunable(base)                            # a mask per Dense kernel, in place (model is base)
 rewind = kl.RewindCallback(rewind_step=0)            # snapshot θ0 when training begins
 for round_ in range(3):
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
