@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from keras_lottery import compat
-from keras_lottery.masking import leaf_layers, mask_slots
+from keras_lottery.masking import leaf_layers, mask_slots, walk
 from keras_lottery.rewind import rewindable_weights
 
 
@@ -26,10 +26,9 @@ def strip(model: keras.Model) -> keras.Model:
     """Returns a plain copy of the model, its kernels = kernel * mask.
 
     The original model is left unchanged. The copy is the same model built
-    again without masks: Sequential and functional models (Keras ops
-    included) are cloned; other models (subclassed, keras-hub tasks) are
-    rebuilt from their config as `.keras` loading does, so they must
-    implement `get_config()`.
+    again from its config without masks, as `.keras` loading builds it
+    (Sequential, functional with Keras ops, subclassed, keras-hub tasks): a
+    subclassed model must implement `get_config()`.
 
     Args:
         model: a model, usually made `prunable()`.
@@ -63,24 +62,25 @@ def strip(model: keras.Model) -> keras.Model:
 
 
 def _plain_copy(model: keras.Model) -> keras.Model:
-    """The model built again from its description, uncompiled, unmasked."""
-    if type(model) in (keras.Sequential, compat.functional_class()):
-        # clone_model compiles the clone like its source; a ticket for
-        # export must not carry a (freshly built, all-zero) optimizer.
-        with compat.uncompiled(model):
-            return keras.models.clone_model(model)
+    """The model built again from its config, uncompiled, unmasked.
+
+    `from_config` keeps every name (a clone renames Input layers after
+    their tensors); the classes of the model's own layers are given to it
+    by name, so layers and models that are not registered serializable
+    rebuild too.
+    """
+    classes = {type(layer).__name__: type(layer) for layer, _ in walk(model)}
     try:
-        config = keras.saving.serialize_keras_object(model)
-        plain = keras.saving.deserialize_keras_object(config)
-        plain.build_from_config(model.get_build_config())
+        with keras.saving.custom_object_scope(classes):
+            plain = model.__class__.from_config(model.get_config())
+        if not plain.built:
+            plain.build_from_config(model.get_build_config())
     except Exception as error:
         raise ValueError(
             f"Cannot rebuild model {model.name!r} of type {type(model).__name__} from "
             f"its config ({error}). Implement get_config()/from_config() so that strip() "
             "can rebuild it."
         ) from error
-    if getattr(plain, "compiled", False):
-        plain.compiled = False
     return plain
 
 

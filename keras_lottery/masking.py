@@ -199,7 +199,8 @@ def weight_status(
     layer_paths = _layer_paths(model)
     for layer, _ in walk(model):
         own = [v for v in compat.own_variables(layer) if id(v) not in masks]
-        kernels = {id(k) for k in prunable_weights(layer)} if own and layer.built else set()
+        kernels = {id(k) for k in prunable_weights(layer)} if (
+            own and layer.built and _is_plain(layer)) else set()
         for variable in own:
             if id(variable) in masked:
                 status = "pruned"
@@ -325,6 +326,8 @@ def prunable(model: keras.layers.Layer, ignore: Iterable[str] = (),
     for layer, reader in walk(model):
         if id(layer) in skipped or not layer.built:
             continue
+        if declares_prunable(layer):
+            _check_plain(layer)
         for kernel in prunable_weights(layer):
             if id(kernel) in done:
                 continue
@@ -332,7 +335,6 @@ def prunable(model: keras.layers.Layer, ignore: Iterable[str] = (),
             if key in ignore or kernel.path in ignore or (
                     wanted is not None and key not in wanted):
                 continue
-            _check_plain(layer)
             attribute = compat.storage_attribute(layer, kernel)
             if attribute is None:
                 raise ValueError(
@@ -358,8 +360,13 @@ def prunable(model: keras.layers.Layer, ignore: Iterable[str] = (),
     return model
 
 
+def _is_plain(layer: keras.layers.Layer) -> bool:
+    """Neither LoRA-enabled nor quantized (whose kernel is composed at call time)."""
+    return not (getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None))
+
+
 def _check_plain(layer: keras.layers.Layer) -> None:
-    if getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None):
+    if not _is_plain(layer):
         raise ValueError(
             "prunable() cannot mask a LoRA-enabled or quantized layer (its kernel is "
             f"composed at call time). Received: layer={layer.name!r}"

@@ -244,3 +244,86 @@ def test_a_0_2_keras_file_of_a_masked_model_is_refused_with_what_to_do(tmp_path)
             archive.writestr(name, blob)
     with pytest.raises(ValueError, match="keras-lottery 0.2.*Export its ticket with 0.2"):
         kl.load_model(tmp_path / "old.keras")
+
+
+@pytest.mark.parametrize("name", ["MobileNetV2", "MobileNetV3Small", "ConvNeXtTiny"])
+def test_keras_applications_with_keras_ops_are_pruned_whole(name):
+    model = kl.prunable(_application(name)())
+    inventory = kl.inventory(model)
+    assert inventory.count("unknown layer") == 0 and inventory.count("prunable") == 0
+    convs = [layer for layer, _ in kl.masking.walk(model) if isinstance(
+        layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense))]
+    assert len(kl.mask_slots(model)) == len(convs)
+    x = _images()[:2].astype("float32")
+    expected = keras.ops.convert_to_numpy(model(x))
+    kl.prune_by_magnitude(model, 0.5, scope="layerwise")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(kl.strip(model)(x)),
+                               keras.ops.convert_to_numpy(model(x)), rtol=1e-4, atol=1e-5)
+    changed = np.abs(expected - keras.ops.convert_to_numpy(model(x))).max()
+    assert changed > 1e-3 * np.abs(expected).max()  # the masks reach the output
+
+
+def test_a_keras_hub_backbone_with_a_dense_head_and_a_causal_lm_are_pruned_whole():
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=18, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16,
+        max_sequence_length=65)
+    inputs = {k: keras.Input((65,), dtype="int32", name=k) for k in backbone.input}
+    head = keras.Model(inputs, keras.layers.Dense(10)(backbone(inputs)["pooled_output"]))
+    gpt2 = keras_hub.models.GPT2CausalLM(
+        backbone=keras_hub.models.GPT2Backbone(
+            vocabulary_size=18, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16,
+            max_sequence_length=65), preprocessor=None)
+    for model in (head, gpt2):
+        inventory = kl.inventory(kl.prunable(model))
+        assert inventory.count("unknown layer") == 0 and inventory.count("prunable") == 0
+        assert any(r.path.endswith("token_embedding/embeddings") and r.pruned
+                   for r in inventory.rows)
+    tokens = _tokens()
+    probe = {"token_ids": tokens["token_ids"][:2], "padding_mask": tokens["padding_mask"][:2]}
+    kl.prune_by_magnitude(gpt2, 0.5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(kl.strip(gpt2).predict(probe, verbose=0)),
+                               keras.ops.convert_to_numpy(gpt2.predict(probe, verbose=0)),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_a_run_directory_written_by_0_2_resumes(tmp_path):
+    """0.2 stored masks under layer names; a resumed run maps them and goes on."""
+    from keras_lottery.files import read_npz, write_npz
+
+    train, val, test = _split(_pixels())
+
+    def build():
+        keras.utils.set_random_seed(0)
+        return _compiled(keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, name="fc"),
+                                           keras.layers.Dense(10, name="out")]))
+
+    def search(rounds):
+        return kl.LotterySearch(build, rounds=rounds, prune_fraction=0.5,
+                                logdir=str(tmp_path)).fit(
+            train, validation_data=val, test_data=test, steps=20, eval_every=10, batch_size=32)
+
+    first = search(2)
+    legacy = {"fc/kernel": "fc", "out/kernel": "out"}
+    for path in sorted(glob_masks(first.run_dir)):
+        masks = read_npz(path)
+        assert sorted(masks) == sorted(legacy)
+        write_npz(path, {legacy[k]: v for k, v in masks.items()})
+    resumed = search(3)
+    assert resumed.run_dir == first.run_dir
+    tickets = [r for r in resumed.rows if r["branch"] == "ticket"]
+    assert [r["round"] for r in tickets] == [0, 1, 2, 3]
+    same = ("round", "early_stop_step", "percent_remaining", "test_accuracy_at_early_stop")
+    before = [r for r in first.rows if r["branch"] == "ticket"]
+    assert [[r.get(k) for k in same] for r in tickets[:3]] == [
+        [r.get(k) for k in same] for r in before]  # not retrained
+    assert abs(tickets[3]["percent_remaining"] - 12.5) < 0.5
+    stored = read_npz(os.path.join(first.run_dir, "round_03", "masks.npz"))
+    assert sorted(stored) == ["fc", "out"]  # one naming per run directory
+    ticket = resumed.ticket(round=3)
+    assert abs(kl.sparsity(ticket) - 0.875) < 0.005
+
+
+def glob_masks(run_dir):
+    import glob
+
+    return glob.glob(os.path.join(run_dir, "round_*", "masks.npz"))

@@ -42,10 +42,6 @@ def test_strip_gives_plain_layers_and_identical_predictions():
     assert sorted(kl.get_masks(model)) == sorted(masks) == ["conv/kernel", "out/kernel", "sep/depthwise_kernel", "sep/pointwise_kernel"]
     assert all(np.array_equal(kl.get_masks(model)[k], masks[k]) for k in masks)
     assert all(np.array_equal(kl.get_kernels(model)[k], kernels[k]) for k in kernels)
-    # LIBRARY BUG (fails as of d4850a0): strip() clones with keras.models.clone_model,
-    # which renames every Input layer after its tensor ("keras_tensor"); now that
-    # prunable() no longer clones, the masked model keeps "input_layer" and the
-    # stripped ticket's input name (its SavedModel serving argument) differs.
     assert [l.name for l in plain.layers] == [l.name for l in model.layers]
 
 

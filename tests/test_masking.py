@@ -165,11 +165,6 @@ def test_biases_and_normalization_are_never_masked():
 
 
 def test_lora_layers_are_rejected():
-    # LIBRARY BUG (fails as of d4850a0): masking.prunable() calls
-    # prunable_weights(layer) before _check_plain(layer); a LoRA-enabled Dense's
-    # `kernel` property returns the composed tensor, not a Variable, so
-    # prunable_weights.py raises "registered as prunable with weight 'kernel',
-    # but ... has no variable of that name" instead of the LoRA error.
     layer = keras.layers.Dense(4, name="lora")
     layer.build((None, 8))
     layer.enable_lora(2)
@@ -261,11 +256,6 @@ def test_prunable_subclassed_model_is_masked_in_place():
     assert kl.sparsity(net) == pytest.approx(0.5, abs=1e-3)
     for slot in kl.mask_slots(net):  # training left the pruned weights at zero
         assert np.all(keras.ops.convert_to_numpy(slot.kernel)[keras.ops.convert_to_numpy(slot.mask) == 0] == 0)
-    # LIBRARY BUG (fails as of d4850a0): export._plain_copy() now rebuilds a
-    # subclassed model through keras.saving.serialize/deserialize_keras_object,
-    # which cannot locate an unregistered class ("Could not locate class 'Net'");
-    # 0.2's strip() used model.__class__.from_config(model.get_config()) and
-    # stripped this very model.
     plain = kl.strip(net)
     assert not kl.mask_slots(plain)
     np.testing.assert_allclose(plain(x), net(x), atol=1e-6)
