@@ -27,7 +27,7 @@ from keras_lottery.mask_math import (
 )
 from keras_lottery.inventory import Inventory, inventory
 from keras_lottery.masking import MaskSlot, mask_slots, prunable
-from keras_lottery.prunable_weights import PRUNABLE_KERNELS, prunable_weights, register_prunable
+from keras_lottery.prunable_registry import PRUNABLE_KERNELS, prunable_weights, register_prunable
 from keras_lottery.pruning import (
     get_kernels,
     get_masks,

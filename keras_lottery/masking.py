@@ -35,7 +35,7 @@ import keras
 import numpy as np
 
 from keras_lottery import compat
-from keras_lottery.prunable_weights import declares_prunable, prunable_weights
+from keras_lottery.prunable_registry import declares_prunable, prunable_weights
 
 # The asset file a masked model's `.keras` file keeps its masks in.
 MASKS_ASSET = "keras_lottery_masks.npz"

@@ -1,6 +1,5 @@
 """prunable() and mask slots: masks in place, forward pass, gradients, saving."""
 
-import sys
 
 import keras
 import numpy as np
@@ -10,9 +9,7 @@ import tensorflow as tf
 import keras_lottery as kl
 from conftest import compile_for_test, mlp, toy_data
 from keras_lottery import masking
-
-# `kl.prunable_weights` is the function; the registry lives in its module.
-PRUNABLE_WEIGHTS = sys.modules["keras_lottery.prunable_weights"]
+from keras_lottery import prunable_registry as PRUNABLE_WEIGHTS
 
 # (layer factory, input shape without batch, integer inputs?)
 LAYERS = {
