@@ -93,8 +93,8 @@ def _gpt2_digits():
     backbone = keras_hub.models.GPT2Backbone(
         vocabulary_size=18, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
         max_sequence_length=65)
-    inputs = {"token_ids": keras.Input((65,), dtype="int32"),
-              "padding_mask": keras.Input((65,), dtype="int32")}
+    inputs = {name: keras.Input((65,), dtype="int32", name=name)
+              for name in ("token_ids", "padding_mask")}
     hidden = backbone(inputs)
     return keras.Model(inputs, keras.layers.Dense(10, name="head")(hidden[:, -1]))
 
@@ -159,7 +159,7 @@ def test_a_search_runs_resumes_reports_and_exports(kind, tmp_path, capsys):
         ("train", slice(0, 600)), ("val", slice(600, 800)), ("test", slice(800, 1000))))
 
     def search():
-        return kl.LotterySearch(_builder(kind), rounds=2, prune_fraction=0.5,
+        return kl.LotterySearch(_builder(kind), rounds=2, prune_fraction=0.5, scope="layerwise",
                                 controls=("random_reinit",), logdir=str(tmp_path))
 
     with warnings.catch_warnings():
