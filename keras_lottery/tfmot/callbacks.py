@@ -80,6 +80,12 @@ class UpdatePruningStep(keras.callbacks.Callback):
                 masks[slot.key] = state.mask(slot.key, keras.ops.convert_to_numpy(slot.kernel))
         set_masks(self.model, masks)
 
+    def on_epoch_end(self, batch, logs=None):
+        # TFMOT re-zeroes the pruned weights here (its gradient moves them);
+        # here they get no gradient and are zeros already. (TFMOT names the
+        # first argument `batch`, and custom loops call it so.)
+        del batch, logs
+
 
 class PruningSummaries(keras.callbacks.Callback):
     """Logs each pruned weight's sparsity and threshold to TensorBoard.

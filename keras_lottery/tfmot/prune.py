@@ -15,6 +15,8 @@ pass and gets exactly zero gradient, on every backend.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -189,6 +191,36 @@ def _require_step(model: keras.layers.Layer, slots: list[MaskSlot],
             hook.original = _RequiresStep(hook.original, list(dict.fromkeys(new)))
 
 
+def _has_update_callback(callbacks) -> bool:
+    from keras_lottery.tfmot.callbacks import UpdatePruningStep
+
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        callbacks = callbacks.callbacks
+    return any(isinstance(c, UpdatePruningStep) for c in callbacks or ())
+
+
+def _check_fit(model: keras.Model) -> None:
+    """Makes `model.fit` refuse, before it starts, a first training without
+    `UpdatePruningStep` (the train-step check behind it would fire only once
+    fit has begun: on JAX, Keras's trainer has by then taken the variables'
+    values into its loop and does not put them back when a step fails)."""
+    if getattr(vars(model).get("fit"), "_keras_lottery_tfmot", False):
+        return
+    original = model.fit
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def fit(*args, **kwargs):
+        callbacks = signature.bind_partial(*args, **kwargs).arguments.get("callbacks")
+        if not _has_update_callback(callbacks) and any(
+                state.step < 0 for _, state in pruned_slots(model)):
+            raise RuntimeError(CALLBACK_ERROR)
+        return original(*args, **kwargs)
+
+    fit._keras_lottery_tfmot = True
+    compat.set_attribute_untracked(model, "fit", fit)
+
+
 def _unpruned_by_tfmot(model: keras.layers.Layer) -> set[str]:
     """Paths of the weights TFMOT does not prune (depthwise kernels)."""
     paths = set()
@@ -241,6 +273,7 @@ def _mark_unbuilt(layer: keras.layers.Layer, params: dict) -> keras.layers.Layer
         return layer
     original = layer.build
 
+    @functools.wraps(original)  # Keras binds the build's signature to the input shapes
     def build(*args, **kwargs):
         original(*args, **kwargs)
         compat.set_attribute_untracked(layer, "build", original)
@@ -362,6 +395,7 @@ def prune_low_magnitude(to_prune, pruning_schedule=ConstantSparsity(0.5, 0),
                         and not pruning_policy.allow_pruning(layer):
                     ignore.update(w.path for w in prunable_weights(layer))
         _mask_layers(model, params, ignore)
+        _check_fit(model)
         return model
     if isinstance(to_prune, keras.layers.Layer):
         return _prune_layer(to_prune, params, kwargs)
