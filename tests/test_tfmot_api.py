@@ -423,3 +423,22 @@ def test_prune_for_latency_on_xnnpack():
     bad = keras.Model(x, layers.GlobalAveragePooling2D(keepdims=True)(y))
     with pytest.raises(ValueError, match="Layer MaxPooling2D is not supported"):
         sk.prune_low_magnitude(bad, pruning_policy=sk.PruneForLatencyOnXNNPack())
+
+
+def test_prune_a_keras_hub_backbone_beyond_tfmot():
+    keras_hub = pytest.importorskip("keras_hub", reason="needs keras-hub")
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=64, num_layers=1, num_heads=2,
+                                             hidden_dim=8, intermediate_dim=16,
+                                             max_sequence_length=8)
+    pruned = sk.prune_low_magnitude(backbone, pruning_schedule=sk.ConstantSparsity(
+        0.5, 0, frequency=1))
+    assert pruned is backbone and len(kl.mask_slots(pruned)) >= 8  # in place
+    callback = sk.UpdatePruningStep()
+    callback.set_model(pruned)
+    callback.on_train_begin()
+    callback.on_train_batch_begin(0)
+    assert all(s == pytest.approx(0.5, abs=0.02) for s in kl.sparsity_by_layer(pruned).values())
+    inputs = {"token_ids": np.ones((2, 8), "int32"), "segment_ids": np.zeros((2, 8), "int32"),
+              "padding_mask": np.ones((2, 8), "int32")}
+    assert np.isfinite(keras.ops.convert_to_numpy(pruned(inputs)["pooled_output"])).all()

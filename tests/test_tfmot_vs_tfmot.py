@@ -10,6 +10,7 @@ import pytest
 
 import keras_lottery as kl
 import keras_lottery.tfmot as ours
+import keras_lottery.tfmot.masks  # noqa: F401  (ours.masks)
 from keras_lottery.tfmot.prune import layer_pruning
 
 tfmot = pytest.importorskip("tensorflow_model_optimization", reason="needs the [tfmot] extra")
@@ -182,7 +183,8 @@ def test_no_callback_error_matches_tfmot():
 
 
 def _pruned_weights_between_updates(framework):
-    """Trains 20 steps at 60%, masks updated at steps 1, 6, 11, 16, and
+    """Trains 20 steps (Adam, learning rate 0.05) at 60%, masks updated at
+    steps 1, 6, 11, 16, and
     measures the pruned weights of the first layer: their share nonzero in
     the variable after an optimizer step, the share of them that come back
     (mask 0 -> 1) at the next mask update, and their gradient."""
@@ -240,3 +242,27 @@ def test_pruned_weights_between_mask_updates_tfmot_vs_ours():
     assert tfmot_nonzero > 0.5 and tfmot_grad > 0.5  # TFMOT: dense gradient, re-zeroed next call
     assert tfmot_back > 0  # and pruned weights can come back at the next mask update
     assert our_nonzero == 0.0 and our_grad == 0.0 and our_back == 0.0  # ours: exact zeros
+
+
+def test_partial_blocks_where_tfmot_scores_other_blocks_than_it_masks():
+    """A kernel whose rows are not a multiple of the block height with 2 or
+    more rows of padding: TFMOT's SAME pooling puts half the padding before
+    the first row, so it scores blocks offset from the ones it masks; ours
+    scores and masks the same blocks. (Where the padding is 0 or 1 row the
+    masks are equal: test_masks_equal_tfmot_after_each_pruning_step.)"""
+    t_model = TS.prune_low_magnitude(
+        tf_keras.Sequential([tf_keras.Input((30,)), tf_keras.layers.Dense(20)]),
+        pruning_schedule=TS.ConstantSparsity(0.5, 0, frequency=1), block_size=(4, 4))
+    kernel = np.random.default_rng(0).normal(size=(30, 20)).astype(np.float32)
+    wrapper = t_model.layers[0]
+    wrapper.layer.kernel.assign(kernel)
+    wrapper.pruning_step.assign(0)
+    t_model(np.ones((1, 30), np.float32), training=True)
+    tfmot_mask = wrapper.pruning_vars[0][1].numpy()
+    ours_mask, _ = ours.masks.block_mask(kernel, np.float32(0.5), (4, 4))
+    score = np.abs(np.pad(kernel, ((0, 2), (0, 0)))).reshape(8, 4, 5, 4).mean(axis=(1, 3))
+    expected = score >= np.sort(score.ravel())[::-1][19]  # the 20 best of 40 aligned blocks
+    assert np.array_equal(ours_mask, np.kron(expected, np.ones((4, 4)))[:30].astype(bool))
+    differing = int(np.count_nonzero(tfmot_mask.astype(bool) != ours_mask))
+    print(f"(30, 20) kernel, 4x4 blocks: {differing} of 600 mask entries differ from TFMOT's")
+    assert differing > 0
