@@ -287,7 +287,8 @@ class _Scale(keras.layers.Layer, sk.PrunableLayer):
 
 
 def test_prunable_layer_protocol():
-    layer = sk.prune_low_magnitude(_Scale(), pruning_schedule=sk.ConstantSparsity(0.5, 0, frequency=1))
+    layer = sk.prune_low_magnitude(_Scale(),
+                                   pruning_schedule=sk.ConstantSparsity(0.5, 0, frequency=1))
     model = keras.Sequential([keras.Input((20,)), layer])
     assert [s.kernel.name for s in kl.mask_slots(model)] == ["kernel"]
     compile_for_test(model)

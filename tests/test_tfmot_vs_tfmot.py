@@ -266,3 +266,14 @@ def test_partial_blocks_where_tfmot_scores_other_blocks_than_it_masks():
     differing = int(np.count_nonzero(tfmot_mask.astype(bool) != ours_mask))
     print(f"(30, 20) kernel, 4x4 blocks: {differing} of 600 mask entries differ from TFMOT's")
     assert differing > 0
+
+
+def test_polynomial_decay_with_end_step_at_begin_step():
+    """TFMOT divides 0 by 0 there (a NaN sparsity at its one pruning step);
+    ours jumps to final_sparsity at begin_step."""
+    params = dict(initial_sparsity=0.5, final_sparsity=0.9, begin_step=10, end_step=10,
+                  frequency=1)
+    theirs, mine = TS.PolynomialDecay(**params), OS.PolynomialDecay(**params)
+    assert np.isnan(theirs(tf.constant(10, tf.int64))[1].numpy())
+    assert mine(10) == (True, np.float32(0.9)) and not mine(11)[0]
+    assert mine(9)[1] == theirs(tf.constant(9, tf.int64))[1].numpy()

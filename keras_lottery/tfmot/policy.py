@@ -133,6 +133,10 @@ class PruneForLatencyOnXNNPack(PruningPolicy):
             name = keras.activations.serialize(layer.activation)
             name = name if isinstance(name, str) else name.get("config", {}).get("name", "")
             return name in ("relu", "relu6", "leaky_relu", "elu", "sigmoid")
+        if not isinstance(layer, layers.Layer):
+            # Keras ops between layers (x + y, x * y) stand where tf_keras
+            # had TFOpLambda layers, of which TFMOT accepts these.
+            return type(layer).__name__ in ("Add", "Subtract", "Multiply", "Identity")
         return False
 
     def ensure_model_supports_pruning(self, model) -> None:

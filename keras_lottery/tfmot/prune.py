@@ -289,7 +289,8 @@ def _check_params(pruning_schedule, block_size, block_pooling_type, sparsity_m_b
         raise ValueError(
             "pruning_schedule must be a keras_lottery.tfmot.sparsity.keras.PruningSchedule "
             "(ConstantSparsity, PolynomialDecay or a subclass; not a schedule of "
-            f"tensorflow_model_optimization itself). Received: pruning_schedule={pruning_schedule!r}"
+            "tensorflow_model_optimization itself). "
+            f"Received: pruning_schedule={pruning_schedule!r}"
         )
     try:
         block = tuple(int(b) for b in block_size)
