@@ -26,7 +26,7 @@ import numpy as np
 from keras_lottery import compat
 from keras_lottery.export import strip
 from keras_lottery.masking import MaskSlot, mask_slots, prunable, walk
-from keras_lottery.prunable_weights import prunable_weights
+from keras_lottery.prunable_registry import prunable_weights
 from keras_lottery.tfmot import masks as tfmot_masks
 from keras_lottery.tfmot.schedule import ConstantSparsity, PruningSchedule
 
