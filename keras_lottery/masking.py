@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Iterator
+import dataclasses
 from dataclasses import dataclass
 
 import keras
@@ -111,10 +112,12 @@ class _MaskHolder:
     def save_assets(self, dir_path: str) -> None:
         if self._save_assets is not None:
             self._save_assets(dir_path)
+        held = {id(s.mask) for s in self.slots}
+        slots = [s for s in mask_slots(self._holder) if id(s.mask) in held]
         arrays = {f"m{i:05d}": keras.ops.convert_to_numpy(s.mask) != 0
-                  for i, s in enumerate(self.slots)}
+                  for i, s in enumerate(slots)}
         np.savez(os.path.join(dir_path, MASKS_ASSET),
-                 keys=np.array([s.key for s in self.slots]), **arrays)
+                 keys=np.array([s.key for s in slots]), **arrays)
 
 
 def _children(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
@@ -160,19 +163,25 @@ def mask_slots(model: keras.layers.Layer) -> list[MaskSlot]:
         model: any layer or model.
 
     Returns:
-        One `MaskSlot` per masked weight; empty if `prunable()` was never
-        called on it (or on a model inside it).
+        One `MaskSlot` per masked weight, keyed relative to `model` (a
+        layer masked on its own and then put in a model gets the model's
+        key for it); empty if `prunable()` was never called on it (or on a
+        layer inside it).
 
     Example:
     >>> [slot.key for slot in mask_slots(prunable(model))]
     ['dense/kernel', 'output/kernel']
     """
-    slots, seen = [], set()
+    slots, seen, taken = [], set(), set()
+    layer_paths = _layer_paths(model)
     for _, reader in walk(model):
         hook = vars(reader).get("call")
         if isinstance(hook, _MaskedCall) and id(hook) not in seen:
             seen.add(id(hook))
-            slots.extend(hook.slots)
+            for slot in hook.slots:
+                key = _unique_key(slot.kernel, layer_paths.get(id(slot.layer), ""), taken)
+                taken.add(key)
+                slots.append(dataclasses.replace(slot, key=key))
     return slots
 
 
@@ -331,7 +340,7 @@ def prunable(model: keras.layers.Layer, ignore: Iterable[str] = (),
         for kernel in prunable_weights(layer):
             if id(kernel) in done:
                 continue
-            key = _unique_key(kernel, layer_paths.get(id(layer), layer.name), taken)
+            key = _unique_key(kernel, layer_paths.get(id(layer), ""), taken)
             if key in ignore or kernel.path in ignore or (
                     wanted is not None and key not in wanted):
                 continue

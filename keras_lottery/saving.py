@@ -50,11 +50,25 @@ def saved_masks(path: str | os.PathLike) -> dict[str, np.ndarray]:
             "prunable() and set its masks from the run directory's masks.npz."
         )
     masks: dict[str, np.ndarray] = {}
-    for blob in blobs:
+    for name, blob in zip(stored, blobs):
+        prefix = _key_prefix(name)
         with np.load(io.BytesIO(blob)) as data:
             keys = [str(k) for k in data["keys"]]
-            masks.update({key: data[f"m{i:05d}"] for i, key in enumerate(keys)})
+            masks.update({prefix + key: data[f"m{i:05d}"] for i, key in enumerate(keys)})
     return masks
+
+
+def _key_prefix(asset: str) -> str:
+    """The mask-key prefix of the layer whose assets folder holds `asset`.
+
+    Keras writes a layer's assets under its saving path
+    (`assets/layers/block/...`): the `layers` lists of Sequential and
+    functional models, then attribute names, which are the layers' names
+    for the layers keras-lottery keys masks by.
+    """
+    parts = asset.split("/")[1:-1]  # between "assets" and the file
+    names = [part for part in parts if part != "layers"]
+    return "".join(f"{name}/" for name in names)
 
 
 def load_model(path: str | os.PathLike, **kwargs) -> keras.Model:

@@ -178,10 +178,10 @@ def _require_step(model: keras.layers.Layer, slots: list[MaskSlot],
     each reading layer (the masking stays outermost, so `mask_slots()`
     still finds it).
     """
-    ids = {id(slot) for slot in slots}
+    ids = {id(slot.mask) for slot in slots}
     for _, reader in walk(model):
         hook = vars(reader).get("call")
-        mine = [s for s in getattr(hook, "slots", ()) if id(s) in ids]
+        mine = [s for s in getattr(hook, "slots", ()) if id(s.mask) in ids]
         if not mine:
             continue
         new = [states[id(s.layer)] for s in mine]
@@ -235,7 +235,7 @@ def _unpruned_by_tfmot(model: keras.layers.Layer) -> set[str]:
 def _mask_layers(model: keras.layers.Layer, params: dict, ignore: set[str]) -> None:
     """Masks the prunable weights of `model` not yet masked, and records
     `params` on their layers."""
-    before = {id(slot) for slot in mask_slots(model)}
+    before = {id(slot.mask) for slot in mask_slots(model)}
     candidates = [(layer, w) for layer, _ in walk(model) if layer.built
                   and layer_pruning(layer) is None for w in prunable_weights(layer)
                   if w.path not in ignore]
@@ -244,7 +244,7 @@ def _mask_layers(model: keras.layers.Layer, params: dict, ignore: set[str]) -> N
         state = state_of.setdefault(id(layer), LayerPruning(**params))
         state.check_weight(weight.path, tuple(weight.shape))
     prunable(model, ignore=ignore)
-    new = [slot for slot in mask_slots(model) if id(slot) not in before]
+    new = [slot for slot in mask_slots(model) if id(slot.mask) not in before]
     states = {}
     for slot in new:
         state = states.setdefault(id(slot.layer),

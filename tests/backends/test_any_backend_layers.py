@@ -195,3 +195,17 @@ def test_a_subclassed_model_rebuilt_from_config_loads_masks(tmp_path):
     again = kl.load_model(tmp_path / "enc.keras")
     assert isinstance(again, Encoder)
     assert all(np.array_equal(kl.get_masks(again)[k], v) for k, v in kl.get_masks(model).items())
+
+
+def test_layers_masked_one_by_one_are_keyed_by_the_model_and_saved(tmp_path):
+    """Masks held by layers masked before the model existed (TFMOT's way)."""
+    layers = [keras.layers.Dense(6, name="one"), keras.layers.Dense(3, name="two")]
+    for layer in layers:
+        layer.build((None, 5 if layer.name == "one" else 6))
+        kl.prunable(layer)
+    model = keras.Sequential([keras.Input((5,)), *layers], name="late")
+    assert [s.key for s in kl.mask_slots(model)] == ["one/kernel", "two/kernel"]
+    kl.prune_randomly(model, 0.5, seed=0)
+    model.save(tmp_path / "late.keras")
+    again = kl.load_model(tmp_path / "late.keras")
+    assert all(np.array_equal(kl.get_masks(again)[k], v) for k, v in kl.get_masks(model).items())
