@@ -76,6 +76,13 @@ def _plain_copy(model: keras.Model) -> keras.Model:
         if not plain.built:
             plain.build_from_config(model.get_build_config())
     except Exception as error:
+        if type(model) in (keras.Sequential, compat.functional_class()):
+            # Keras 3.15 cannot rebuild some graphs from their config
+            # (MobileNetV3's `x + 3.0`); a clone runs the graph again. It
+            # names the Input layers after their tensors; clone_model
+            # compiles the clone like its source: a ticket must not.
+            with compat.uncompiled(model):
+                return keras.models.clone_model(model)
         raise ValueError(
             f"Cannot rebuild model {model.name!r} of type {type(model).__name__} from "
             f"its config ({error}). Implement get_config()/from_config() so that strip() "

@@ -116,7 +116,7 @@ class _MaskHolder:
         slots = [s for s in mask_slots(self._holder) if id(s.mask) in held]
         arrays = {f"m{i:05d}": keras.ops.convert_to_numpy(s.mask) != 0
                   for i, s in enumerate(slots)}
-        np.savez(os.path.join(dir_path, MASKS_ASSET),
+        np.savez(os.path.join(dir_path, MASKS_ASSET), holder=np.array(self._holder.name),
                  keys=np.array([s.key for s in slots]), **arrays)
 
 
@@ -173,13 +173,13 @@ def mask_slots(model: keras.layers.Layer) -> list[MaskSlot]:
     ['dense/kernel', 'output/kernel']
     """
     slots, seen, taken = [], set(), set()
-    layer_paths = _layer_paths(model)
+    below = layer_paths(model)
     for _, reader in walk(model):
         hook = vars(reader).get("call")
         if isinstance(hook, _MaskedCall) and id(hook) not in seen:
             seen.add(id(hook))
             for slot in hook.slots:
-                key = _unique_key(slot.kernel, layer_paths.get(id(slot.layer), ""), taken)
+                key = _unique_key(slot.kernel, below.get(id(slot.layer), ""), taken)
                 taken.add(key)
                 slots.append(dataclasses.replace(slot, key=key))
     return slots
@@ -205,7 +205,7 @@ def weight_status(
     masked = {id(s.kernel) for s in slots}
     masks = {id(s.mask) for s in slots}
     ignored = _ignored_layers(model, ignore)
-    layer_paths = _layer_paths(model)
+    below = layer_paths(model)
     for layer, _ in walk(model):
         own = [v for v in compat.own_variables(layer) if id(v) not in masks]
         kernels = {id(k) for k in prunable_weights(layer)} if (
@@ -214,7 +214,7 @@ def weight_status(
             if id(variable) in masked:
                 status = "pruned"
             elif id(layer) in ignored or variable.path in ignore or _key_of(
-                    variable, layer, layer_paths) in ignore:
+                    variable, layer, below) in ignore:
                 status = "ignored"
             elif id(variable) in kernels:
                 status = "prunable"
@@ -228,8 +228,8 @@ def weight_status(
 
 
 def _key_of(variable: keras.Variable, layer: keras.layers.Layer,
-            layer_paths: dict[int, str]) -> str:
-    prefix = layer_paths.get(id(layer), "")
+            below: dict[int, str]) -> str:
+    prefix = below.get(id(layer), "")
     return f"{prefix}/{variable.name}" if prefix else variable.name
 
 
@@ -247,10 +247,10 @@ def _check_ignore(model: keras.layers.Layer, ignore: Iterable[str]) -> set[str]:
         ignore = (ignore,)
     ignore = set(ignore)
     names = {layer.name for layer, _ in walk(model)}
-    layer_paths = _layer_paths(model)
+    below = layer_paths(model)
     paths = {v.path for v in model.weights}
     for layer, _ in walk(model):
-        paths.update(_key_of(v, layer, layer_paths) for v in compat.own_variables(layer))
+        paths.update(_key_of(v, layer, below) for v in compat.own_variables(layer))
     unknown = sorted(ignore - names - paths)
     if unknown:
         raise ValueError(
@@ -271,7 +271,7 @@ def _unique_key(kernel: keras.Variable, layer_path: str, taken: set[str]) -> str
     return unique
 
 
-def _layer_paths(model: keras.layers.Layer) -> dict[int, str]:
+def layer_paths(model: keras.layers.Layer) -> dict[int, str]:
     """Each layer's path of layer names from `model` (excluded)."""
     paths = {id(model): ""}
 
@@ -329,7 +329,7 @@ def prunable(model: keras.layers.Layer, ignore: Iterable[str] = (),
     existing = mask_slots(model)
     taken = {s.key for s in existing}
     done = {id(s.kernel) for s in existing}
-    layer_paths = _layer_paths(model)
+    below = layer_paths(model)
     found = []
     skipped = _ignored_layers(model, ignore)
     for layer, reader in walk(model):
@@ -340,7 +340,7 @@ def prunable(model: keras.layers.Layer, ignore: Iterable[str] = (),
         for kernel in prunable_weights(layer):
             if id(kernel) in done:
                 continue
-            key = _unique_key(kernel, layer_paths.get(id(layer), ""), taken)
+            key = _unique_key(kernel, below.get(id(layer), ""), taken)
             if key in ignore or kernel.path in ignore or (
                     wanted is not None and key not in wanted):
                 continue

@@ -16,18 +16,20 @@ import zipfile
 import keras
 import numpy as np
 
-from keras_lottery.masking import MASKS_ASSET, prunable
+from keras_lottery.masking import MASKS_ASSET, layer_paths, prunable, walk
 from keras_lottery.pruning import set_masks
 
 
-def saved_masks(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def saved_masks(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
     """The masks stored in a `.keras` file, empty for an unmasked model.
 
     Args:
         path: a `.keras` file.
 
     Returns:
-        Mask key (weight path) -> boolean mask.
+        The name of each layer holding masks (the saved model, or a layer
+        masked on its own) -> its masks, mask key relative to that layer
+        -> boolean mask.
 
     Raises:
         ValueError: if the file is not a `.keras` zip archive, or was
@@ -49,26 +51,33 @@ def saved_masks(path: str | os.PathLike) -> dict[str, np.ndarray]:
             "(keras_lottery.strip, or keras-lottery export), or rebuild the model, make it "
             "prunable() and set its masks from the run directory's masks.npz."
         )
-    masks: dict[str, np.ndarray] = {}
-    for name, blob in zip(stored, blobs):
-        prefix = _key_prefix(name)
+    masks: dict[str, dict[str, np.ndarray]] = {}
+    for blob in blobs:
         with np.load(io.BytesIO(blob)) as data:
             keys = [str(k) for k in data["keys"]]
-            masks.update({prefix + key: data[f"m{i:05d}"] for i, key in enumerate(keys)})
+            masks.setdefault(str(data["holder"]), {}).update(
+                {key: data[f"m{i:05d}"] for i, key in enumerate(keys)})
     return masks
 
 
-def _key_prefix(asset: str) -> str:
-    """The mask-key prefix of the layer whose assets folder holds `asset`.
-
-    Keras writes a layer's assets under its saving path
-    (`assets/layers/block/...`): the `layers` lists of Sequential and
-    functional models, then attribute names, which are the layers' names
-    for the layers keras-lottery keys masks by.
-    """
-    parts = asset.split("/")[1:-1]  # between "assets" and the file
-    names = [part for part in parts if part != "layers"]
-    return "".join(f"{name}/" for name in names)
+def _keyed_for(model: keras.Model, held: dict[str, dict[str, np.ndarray]]) -> dict:
+    """The stored masks keyed for `model`: each set was keyed relative to
+    the layer holding it (the saved model, or a layer masked on its own),
+    found again by its name."""
+    paths = layer_paths(model)
+    by_name: dict[str, list] = {}
+    for layer, _ in walk(model):
+        by_name.setdefault(layer.name, []).append(layer)
+    masks = {}
+    for holder, stored in held.items():
+        found = [model] if holder == model.name else by_name.get(holder, [])
+        if len(found) != 1:
+            raise ValueError(
+                f"The masks of layer {holder!r} cannot be placed: the loaded model has "
+                f"{len(found)} layers of that name.")
+        prefix = paths[id(found[0])]
+        masks.update({f"{prefix}/{k}" if prefix else k: v for k, v in stored.items()})
+    return masks
 
 
 def load_model(path: str | os.PathLike, **kwargs) -> keras.Model:
@@ -93,9 +102,10 @@ def load_model(path: str | os.PathLike, **kwargs) -> keras.Model:
     >>> all(np.array_equal(get_masks(again)[k], m) for k, m in get_masks(model).items())
     True
     """
-    masks = saved_masks(path)
+    held = saved_masks(path)
     model = keras.saving.load_model(path, **kwargs)
-    if masks:
+    if held:
+        masks = _keyed_for(model, held)
         prunable(model, keys=masks)
         set_masks(model, masks)
     return model
