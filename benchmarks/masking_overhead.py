@@ -12,7 +12,9 @@ the result is median(masked) / median(plain); the paired per-round ratios
 give the noise. Both `jit_compile=False` (Keras' default on CPU) and
 `jit_compile=True` (XLA) are measured.
 
-Goal: ratio <= 1.05.
+Goal: ratio <= 1.05 (the paper's models); <= 1.10 for the LSTM and
+keras-hub's BERT classifier (`--models lstm bert`), whose masks sit in
+recurrent cells and attention projections.
 
 Where an overhead comes from: `prunable()` makes each layer read
 `kernel * mask` (its `_MaskedCall` swaps the product in for the call), which
@@ -45,20 +47,52 @@ import tensorflow as tf
 import keras_lottery as kl
 from keras_lottery.runner import models
 
+def lstm_rows(input_shape, classes: int, seed: int) -> keras.Model:
+    """An LSTM(64) reading an image's rows as time steps."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input(input_shape), keras.layers.LSTM(64),
+                             keras.layers.Dense(classes)])
+
+
+VOCABULARY = 1000
+
+
+def bert_classifier(input_shape, classes: int, seed: int) -> keras.Model:
+    """keras-hub's BertTextClassifier built from config (2 layers, width 64),
+    random weights, no preprocessor: token ids in."""
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=VOCABULARY, num_layers=2, num_heads=2, hidden_dim=64,
+        intermediate_dim=128, max_sequence_length=input_shape[0])
+    return keras_hub.models.BertTextClassifier(backbone, num_classes=classes,
+                                               preprocessor=None)
+
+
 # name, builder, input shape, batch, steps per measurement (full, quick)
 MODELS = {
     "lenet300": (models.lenet300, (28, 28, 1), 60, 200, 100),
     "conv2": (models.conv2, (32, 32, 3), 60, 20, 10),
     "conv6": (models.conv6, (32, 32, 3), 60, 10, 5),
     "resnet20": (models.resnet20, (32, 32, 3), 60, 10, 5),
+    "lstm": (lstm_rows, (28, 28), 60, 40, 20),
+    "bert": (bert_classifier, (64,), 32, 40, 20),
 }
 QUICK_MODELS = ("lenet300", "conv2")
+GOALS = {"lstm": 1.10, "bert": 1.10}  # CPU ratio goals; 1.05 for the others
 
 
-def batch_dataset(input_shape, batch: int, classes: int = 10, seed: int = 0):
-    """One random batch, repeated forever."""
+def batch_dataset(input_shape, batch: int, classes: int = 10, seed: int = 0, tokens=False):
+    """One random batch, repeated forever (token ids, segment ids and a
+    padding mask for the BERT classifier)."""
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(batch, *input_shape)).astype("float32")
+    if tokens:
+        ids = rng.integers(0, VOCABULARY, size=(batch, *input_shape)).astype("int32")
+        x = {"token_ids": ids, "segment_ids": np.zeros_like(ids),
+             "padding_mask": np.ones_like(ids)}
+    else:
+        x = rng.normal(size=(batch, *input_shape)).astype("float32")
     y = rng.integers(0, classes, size=(batch,)).astype("int32")
     return tf.data.Dataset.from_tensors((x, y)).repeat()
 
@@ -97,7 +131,7 @@ def measure(name: str, jit: bool, repeats: int, quick: bool) -> dict:
     _, shape, batch, steps_full, steps_quick = MODELS[name]
     steps = steps_quick if quick else steps_full
     plain, masked = pair(name, jit)
-    data = batch_dataset(shape, batch)
+    data = batch_dataset(shape, batch, tokens=name == "bert")
     times = common.interleave(
         {"masked": fit_steps(masked, data, steps), "plain": fit_steps(plain, data, steps)},
         repeats=repeats,
@@ -152,7 +186,7 @@ def profile(name: str, jit: bool, quick: bool, top: int = 8, rounds: int = 3) ->
     _, shape, batch, steps_full, steps_quick = MODELS[name]
     steps = steps_quick if quick else steps_full
     plain, masked = pair(name, jit)
-    data = batch_dataset(shape, batch)
+    data = batch_dataset(shape, batch, tokens=name == "bert")
     for model in (plain, masked):
         fit_steps(model, data, 2)()  # trace outside the profile
     # Per op, the least of `rounds` profiled fits, interleaved: the profiler
@@ -195,13 +229,13 @@ def main(argv=None) -> None:
          r["ms_per_step_plain"], r["ms_per_step_masked"],
          r["wall"]["ratio"], common.noise(r["wall"]),
          r["cpu"]["ratio"], common.noise(r["cpu"]),
-         "yes" if r["cpu"]["ratio"] <= 1.05 else "no")
+         "yes" if r["cpu"]["ratio"] <= GOALS.get(r["model"], 1.05) else "no")
         for r in results
     ]
     table = common.markdown_table(
         ["model", "jit", "batch", "steps", "plain ms/step", "masked ms/step",
          "wall ratio", "wall paired min..max", "CPU ratio", "CPU paired min..max",
-         "CPU ratio <= 1.05"],
+         "CPU ratio within goal"],
         rows,
     )
     notes = (
