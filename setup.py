@@ -52,8 +52,10 @@ setup(
         # train on offline (load_digits, load_breast_cancer, load_diabetes).
         # The JAX and PyTorch suites of .ci/run install "[jax,test]" / "[torch,test]".
         "test": ["pytest>=7", "scikit-learn"],
+        # keras-hub (models built from config in tests/test_any_model.py)
+        # requires tensorflow-text, so it stays in the TensorFlow suite.
         "dev": ["pytest>=7", "scikit-learn", "tensorflow>=2.16", "tensorflow-datasets",
-                "importlib_resources"],
+                "importlib_resources", "keras-hub"],
     },
     entry_points={"console_scripts": ["keras-lottery=keras_lottery.runner.cli:main"]},
     classifiers=[
