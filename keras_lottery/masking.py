@@ -120,10 +120,6 @@ class _MaskHolder:
                  keys=np.array([s.key for s in slots]), **arrays)
 
 
-def _children(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
-    return compat.sublayers(layer)
-
-
 def walk(model: keras.layers.Layer) -> Iterator[tuple[keras.layers.Layer, keras.layers.Layer]]:
     """Yields (layer, reader) for `model` and every layer nested in it, once
     each, depth first: `reader` is the layer whose call reads `layer`'s
@@ -137,7 +133,7 @@ def walk(model: keras.layers.Layer) -> Iterator[tuple[keras.layers.Layer, keras.
         seen.add(id(layer))
         yield layer, rnn if rnn is not None else layer
         inner = layer if rnn is None and isinstance(layer, keras.layers.RNN) else rnn
-        for child in _children(layer):
+        for child in compat.sublayers(layer):
             yield from visit(child, inner)
 
     yield from visit(model, None)
@@ -148,7 +144,7 @@ def leaf_layers(model: keras.layers.Layer) -> list[keras.layers.Layer]:
 
     The same for a model before and after `prunable()`, which adds no layer.
     """
-    return [layer for layer, _ in walk(model) if layer is not model and not _children(layer)]
+    return [layer for layer, _ in walk(model) if layer is not model and not compat.sublayers(layer)]
 
 
 def masks_of(model: keras.layers.Layer) -> set[int]:
@@ -276,7 +272,7 @@ def layer_paths(model: keras.layers.Layer) -> dict[int, str]:
     paths = {id(model): ""}
 
     def visit(layer, prefix):
-        for child in _children(layer):
+        for child in compat.sublayers(layer):
             if id(child) not in paths:
                 paths[id(child)] = f"{prefix}{child.name}"
                 visit(child, f"{prefix}{child.name}/")
