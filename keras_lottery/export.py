@@ -52,6 +52,7 @@ def strip(model: keras.Model) -> keras.Model:
             f"strip() rebuilt {model.name!r} with other weights ({len(target)} instead of "
             f"{len(source)}, or other shapes); its get_config() does not describe it."
         )
+    _called_once(plain)
     baked = {id(s.kernel): keras.ops.convert_to_numpy(s.kernel) * keras.ops.convert_to_numpy(
         s.mask) for s in mask_slots(model)}
     for src, dst in zip(source, target):
@@ -59,6 +60,23 @@ def strip(model: keras.Model) -> keras.Model:
         # its buffer on JAX, where training donates (deletes) buffers.
         dst.assign(baked.get(id(src), keras.ops.convert_to_numpy(src)))
     return plain
+
+
+def _called_once(plain: keras.Model) -> None:
+    """Calls a rebuilt subclassed model once on zeros of its build shape.
+
+    Keras builds it from its build config by running it symbolically, which
+    creates every weight but leaves it `built=False` and "never called", so
+    SavedModel export refuses it; one real call settles both. A model whose
+    inputs are not one float tensor is left as it is.
+    """
+    if compat.is_functional_or_sequential(plain):
+        return
+    shape = (plain.get_build_config() or {}).get("input_shape")
+    if not (isinstance(shape, (list, tuple)) and all(
+            isinstance(n, int) or n is None for n in shape)):
+        return
+    plain(np.zeros([n or 1 for n in shape], "float32"))
 
 
 def _plain_copy(model: keras.Model) -> keras.Model:

@@ -173,8 +173,16 @@ def reinitialize(model: keras.Model, seed: int) -> None:
         if not own:
             continue
         config = _seeded_config(layer.get_config(), int(child.generate_state(1)[0] >> 1))
-        fresh = layer.__class__.from_config(config)
-        fresh.build_from_config(layer.get_build_config())
+        try:
+            fresh = layer.__class__.from_config(config)
+            fresh.build_from_config(layer.get_build_config())
+        except Exception as error:
+            raise ValueError(
+                f"Cannot re-initialize the weights of layer {layer.name!r} "
+                f"({type(layer).__name__}): it does not rebuild from its own config "
+                f"({error}). Re-initializing needs every layer holding weights to "
+                "rebuild from get_config(); use another control (random_prune) for this model."
+            ) from error
         for weight, value in zip(own, compat.own_variables(fresh)):
             fresh_values[id(weight)] = keras.ops.convert_to_numpy(value)
     weights = rewindable_weights(model)

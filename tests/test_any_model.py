@@ -123,6 +123,16 @@ def _functional_ops():
     return keras.Model(inp, keras.layers.Dense(10, name="head")(inner(inp[:, :8] + inp[:, 8:16])))
 
 
+# Models that Keras or keras-hub cannot rebuild from their own config, so
+# their stripped ticket cannot be reloaded from .keras (and, for the ViT,
+# its layers not re-initialized): bugs upstream, named here.
+UNREBUILDABLE = {
+    "vit_classifier": "keras-hub 0.32: ViTPatchingAndEmbedding.get_config() returns "
+                      "num_patches and num_positions, which its __init__ refuses",
+    "MobileNetV3Small": "Keras 3.15: its functional config replays `x + 3.0` with the "
+                        "float passed positionally, which from_config refuses",
+}
+
 # kind -> (builder, inputs, fast enough for the default suite?)
 KINDS = {
     "functional_ops": (_functional_ops, _pixels, True),
@@ -159,8 +169,9 @@ def test_a_search_runs_resumes_reports_and_exports(kind, tmp_path, capsys):
         ("train", slice(0, 600)), ("val", slice(600, 800)), ("test", slice(800, 1000))))
 
     def search():
+        control = "random_prune" if kind == "vit_classifier" else "random_reinit"
         return kl.LotterySearch(_builder(kind), rounds=2, prune_fraction=0.5, scope="layerwise",
-                                controls=("random_reinit",), logdir=str(tmp_path))
+                                controls=(control,), logdir=str(tmp_path))
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # no weight left dense unnamed
@@ -170,7 +181,7 @@ def test_a_search_runs_resumes_reports_and_exports(kind, tmp_path, capsys):
         result = search().fit(train, validation_data=val, test_data=test, steps=6,
                               eval_every=3, batch_size=32)
     table = result.table()
-    assert table.count("random_reinit") == 2 and "| 2 " in table
+    assert table.count("random_") == 2 and "| 2 " in table
     model = result.ticket(round=2)
     inventory = kl.inventory(model)
     assert inventory.count("unknown layer") == 0 and inventory.count("prunable") == 0
@@ -184,10 +195,16 @@ def test_a_search_runs_resumes_reports_and_exports(kind, tmp_path, capsys):
     assert again.table() == table  # resumed: every branch was done
     commands.report(result.run_dir)
     assert "| test acc @ES |" in capsys.readouterr().out
-    if kind == "subclassed_attention" or kind.startswith("gpt2"):
-        return  # exported below through .keras only (no SavedModel signature needed)
+    if kind == "vit_classifier":  # no plain copy, no re-initialization: said clearly
+        with pytest.raises(ValueError, match="from its config"):
+            kl.strip(model)
+        with pytest.raises(ValueError, match="use another control"):
+            kl.reinitialize(model, 1)
+        return
     sizes = commands.export(result.run_dir, 2, str(tmp_path / "out"))
     assert sizes[0].zero_fraction > 0.5
+    if kind in UNREBUILDABLE:
+        return
     plain = keras.saving.load_model(tmp_path / "out" / "ticket.keras")
     probe = _take(x, "test")
     np.testing.assert_allclose(
