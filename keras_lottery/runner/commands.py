@@ -13,7 +13,7 @@ from keras_lottery.runner import instability as instability_lib
 from keras_lottery.runner import reports as report_lib
 from keras_lottery.runner import tensorboard
 from keras_lottery.runner.config import LotteryConfig
-from keras_lottery.runner.engine import LotteryResult
+from keras_lottery.runner.engine import LotteryResult, run_lock
 from keras_lottery.runner.presets import find_ticket
 from keras_lottery.runner.rebuild import builder, import_object, load_ticket
 from keras_lottery.runner.rundir import RunDir, config_at
@@ -264,7 +264,8 @@ def compare_scopes(config: LotteryConfig) -> dict[str, LotteryResult]:
         name = f"{config.name}_{scope}" if config.name else None
         scoped = dataclasses.replace(config, scope=scope, name=name)
         if first is not None:
-            RunDir.open(scoped).adopt_dense_round(first)
+            with run_lock(scoped):  # opening for writing cleans the directory up
+                RunDir.open(scoped).adopt_dense_round(first)
         results[scope] = run(scoped)
         first = RunDir.load(results[scope].run_dir)
     print(report_lib.scope_table(results))
