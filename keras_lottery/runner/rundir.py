@@ -78,13 +78,24 @@ class RunDir:
         the run's lock), the temporary files of interrupted writes are
         removed.
 
+        A damaged `config.json` (or one that is not a config) is written
+        again, with a warning, when opened for writing.
+
         Raises:
-            ValueError: if the directory holds a run of another config.
+            ValueError: if the directory holds a run of another config, or
+                (opened for reading) its `config.json` is damaged.
         """
         path = os.path.join(config.logdir, config.run_name)
         config_path = os.path.join(path, "config.json")
+        stored = None
         if os.path.exists(config_path):
-            stored = LotteryConfig.from_dict(read_json(config_path))
+            try:
+                stored = read_config(config_path)
+            except CorruptFileError as error:
+                if not writable:
+                    raise
+                warnings.warn(f"{error} (it is written again)", stacklevel=2)
+        if stored is not None:
             if stored.run_hash() != config.run_hash():
                 ours, theirs = config.identity(), stored.identity()
                 full_ours, full_theirs = config.to_dict(), stored.to_dict()
@@ -108,7 +119,7 @@ class RunDir:
             raise FileNotFoundError(
                 f"{path} is not a keras-lottery run directory (no config.json)."
             )
-        return cls(path, LotteryConfig.from_dict(read_json(config_path)), writable=False)
+        return cls(path, read_config(config_path), writable=False)
 
     def branch_dir(self, round_index: int, branch: str = TICKET) -> str:
         """Directory of a branch: `round_NN` for the ticket, else a subdir."""
@@ -278,6 +289,33 @@ def config_at(path: str) -> LotteryConfig:
     where = os.path.abspath(path)
     return dataclasses.replace(RunDir.load(path).config, logdir=os.path.dirname(where),
                                name=os.path.basename(where))
+
+
+def read_config(path: str) -> LotteryConfig:
+    """A run's `config.json`; valid JSON that is not a config is damage too.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The configuration.
+
+    Raises:
+        CorruptFileError: if it is damaged or not a `LotteryConfig`.
+
+    Example:
+    >>> read_config("runs/my_run/config.json").rounds
+    """
+    values = read_json(path)
+    try:
+        if not isinstance(values, dict) or not {"steps", "seed"} <= set(values):
+            raise ValueError(f"no 'steps' and 'seed' in {json.dumps(values)[:80]}")
+        return LotteryConfig.from_dict(values)
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise CorruptFileError(
+            path, f"it is valid JSON but not a run's configuration ({error}); rerunning the "
+            "search writes it again"
+        ) from error
 
 
 def read_snapshot(path: str) -> WeightSnapshot:
