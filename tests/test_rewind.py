@@ -73,8 +73,20 @@ def test_late_rewind_counts_across_epochs():
     model = compile_for_test(kl.prunable(mlp()))
     x, y = toy_data(n=64)
     rewind = kl.RewindCallback(rewind_step=5)  # 2 batches per epoch: taken in epoch 3
-    model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[rewind])
-    assert rewind.snapshot is not None
+
+    class Count(keras.callbacks.Callback):  # the weights after the 5th batch, counted here
+        batches = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            Count.batches += 1
+            if Count.batches == 5:
+                self.after_5 = _values(self.model)
+
+    count = Count()
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[count, rewind])
+    assert count.batches == 6 and rewind.snapshot.step == 5
+    rewind.rewind(model)
+    assert all(np.array_equal(a, b) for a, b in zip(_values(model), count.after_5))
 
 
 def test_training_shorter_than_rewind_step_is_an_error():

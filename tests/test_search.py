@@ -269,6 +269,8 @@ def test_interrupted_branch_with_a_damaged_checkpoint_resumes_to_the_same_masks(
     with pytest.warns(UserWarning, match="checkpoint"):
         resumed = run(tmp_path / "killed")
     clean = run(tmp_path / "clean")
+    assert [(r["round"], r["branch"]) for r in resumed.rows] == [
+        (r["round"], r["branch"]) for r in clean.rows] and len(clean.rows) == 5
     for a, b in zip(resumed.rows, clean.rows):
         assert a["early_stop_step"] == b["early_stop_step"]
         np.testing.assert_allclose([h["val_loss"] for h in a["history"]],
@@ -277,6 +279,7 @@ def test_interrupted_branch_with_a_damaged_checkpoint_resumes_to_the_same_masks(
         a = read_npz(f"{resumed.run_dir}/round_{r:02d}/masks.npz")
         b = read_npz(f"{clean.run_dir}/round_{r:02d}/masks.npz")
         # Automatic layer names differ between two builds in one process.
+        assert len(a) == len(b) == 2
         assert all(np.array_equal(u, v) for u, v in zip(a.values(), b.values()))
 
 
