@@ -24,6 +24,9 @@ import keras
 import numpy as np
 from sklearn.datasets import load_digits
 
+# Each test starts keras-lottery processes (`pytest -m slow`; CI runs it).
+pytestmark = pytest.mark.slow
+
 
 def build():
     keras.utils.set_random_seed(0)
