@@ -19,13 +19,13 @@ import pytest
 
 from keras_lottery.files import read_npz
 
+# Each test starts keras-lottery processes (`pytest -m slow`; CI runs it).
+pytestmark = pytest.mark.slow
+
 MODULE = '''
 import keras
 import numpy as np
 from sklearn.datasets import load_digits
-
-# Each test starts keras-lottery processes (`pytest -m slow`; CI runs it).
-pytestmark = pytest.mark.slow
 
 
 def build():
