@@ -28,6 +28,7 @@ Run from the repository root:
 
     python benchmarks/faults.py            # the full campaign
     python benchmarks/faults.py --quick    # a few trials, < 60 s (tests/test_faults.py)
+    python benchmarks/faults.py --kinds damage --files masks.npz   # one kind, some files
 
 It prints one line per kind, `trials`, `held`, `failed`, then each failure,
 and exits 1 if any trial failed.
@@ -72,6 +73,7 @@ FINISHED_FILES = ("config.json", "data.json", "init.npz", "rewind.npz", "model.k
 # The files a half-finished run adds (killed in round 2's ticket).
 HALF_FILES = ("round_02/checkpoint.npz", "round_02/checkpoint.prev.npz")
 CLEAR_ERRORS = (ValueError, FileNotFoundError)
+KINDS = ("kill", "concurrent", "damage", "disk", "inputs")
 
 
 # The search -------------------------------------------------------------
@@ -403,10 +405,12 @@ def input_trials(tmp: str, tally: Tally) -> None:
 
 
 # The campaign -----------------------------------------------------------
-def campaign(quick: bool, seed: int, kill_runs: int, kills: int) -> list[Tally]:
-    """Runs every kind of trial; returns the tallies."""
+def campaign(quick: bool, seed: int, kill_runs: int, kills: int,
+             kinds: tuple[str, ...] = KINDS, files: str = "") -> list[Tally]:
+    """Runs the trials of `kinds` (damage only to files whose name contains
+    `files`); returns the tallies."""
     rng = random.Random(seed)
-    tallies = {kind: Tally(kind) for kind in ("kill", "concurrent", "damage", "disk", "inputs")}
+    tallies = {kind: Tally(kind) for kind in KINDS}
     simulated: list = []
     with tempfile.TemporaryDirectory(prefix="keras-lottery-faults-") as tmp:
         fit(os.path.join(tmp, "reference"))
@@ -415,25 +419,27 @@ def campaign(quick: bool, seed: int, kill_runs: int, kills: int) -> list[Tally]:
         plans = [("finished", kind, how) for kind in FINISHED_FILES for how in WAYS]
         plans += [("half-finished", kind, how) for kind in HALF_FILES + ("round_01/weights.npz",)
                   for how in WAYS]
+        plans = [plan for plan in plans if files in plan[1]] if "damage" in kinds else []
         if quick:
-            plans = rng.sample(plans, 3)
+            plans = rng.sample(plans, min(3, len(plans)))
         runs = {"finished": source}
         for state, kind, how in plans:
             if state not in runs:
                 runs[state] = half_finished(os.path.join(tmp, "half"))
             tallies["damage"].trial(f"{state} {kind} {how}", lambda: damage_trial(
                 runs[state], tmp, kind, how, rng, reference))
-        for size in ((48,) if quick else (24, 48, 96, 144)):
+        for size in (() if "disk" not in kinds else (48,) if quick else (24, 48, 96, 144)):
             tallies["disk"].trial(f"{size} KB", lambda: disk_trial(tmp, size, reference,
                                                                     simulated))
-        input_trials(tmp, tallies["inputs"])
-        for index in range(1 if quick else kill_runs):
+        if "inputs" in kinds:
+            input_trials(tmp, tallies["inputs"])
+        for index in range(0 if "kill" not in kinds else 1 if quick else kill_runs):
             count = 1 if quick else rng.randint(1, kills)
             tallies["kill"].trial(f"run {index} ({count} kills)", lambda: kill_trial(
                 tmp, rng, count, reference, tallies["concurrent"], index))
     if simulated:
         tallies["disk"].kind = "disk (simulated ENOSPC: tmpfs could not be mounted)"
-    return list(tallies.values())
+    return [t for t in tallies.values() if t.trials or t.kind in kinds]
 
 
 def main(argv=None) -> int:
@@ -442,13 +448,22 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random faults")
     parser.add_argument("--kill-runs", type=int, default=12, help="runs killed (full mode)")
     parser.add_argument("--kills", type=int, default=3, help="most kills per run")
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help=f"comma-separated kinds of trials (default: all of {KINDS}; "
+                             "concurrent trials come with kill)")
+    parser.add_argument("--files", default="",
+                        help="damage only files whose name contains this, e.g. masks.npz")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         fit(args.worker)
         return 0
+    kinds = tuple(args.kinds.split(","))
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        parser.error(f"--kinds must be among {list(KINDS)}. Received: {unknown}")
     began = time.monotonic()
-    tallies = campaign(args.quick, args.seed, args.kill_runs, args.kills)
+    tallies = campaign(args.quick, args.seed, args.kill_runs, args.kills, kinds, args.files)
     print(f"fault campaign ({'quick' if args.quick else 'full'}, seed {args.seed}): "
           f"{time.monotonic() - began:.0f} s")
     print(f"{'kind':<12} {'trials':>6} {'held':>6} {'failed':>6}")

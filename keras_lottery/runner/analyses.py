@@ -117,8 +117,8 @@ def analyze(run_dir: str, structure_round: int | None = None,
         jaccard, layers = _final_ticket_agreement(trained, masks[r], masks[final])
         stability.append({"round": r, "percent_remaining": tickets[r]["percent_remaining"],
                           "jaccard": jaccard, "layers": layers})
-        if r + 1 not in masks or run.config.masks_from is not None:
-            continue
+        if masks.get(r + 1) is None or run.config.masks_from is not None:
+            continue  # the next round's masks not done, or not readable
         start = theta0 if r == 0 or rewind is None else rewind
         moved = analysis.weight_movement(_kernels(model, start, dense), trained,
                                          masks[r], masks[r + 1])
