@@ -294,13 +294,14 @@ class Engine:
             masks = self.dense_masks
         elif config.masks_from is not None:
             source, round_index = self._source()
-            if source.masks(round_index) is None:
+            transferred = source.masks(round_index)
+            if transferred is None:
                 raise ValueError(
                     f"masks_from names round {round_index} of {source.path}, whose masks.npz "
                     "is missing or damaged; rerun that search to rebuild it."
                 )
             try:
-                masks = align_masks(self.model, source.masks(round_index))
+                masks = align_masks(self.model, transferred)
             except ValueError as error:
                 raise ValueError(
                     f"The masks of {config.masks_from} do not fit this model: the "
