@@ -283,6 +283,7 @@ def test_interrupted_branch_with_a_damaged_checkpoint_resumes_to_the_same_masks(
         assert all(np.array_equal(u, v) for u, v in zip(a.values(), b.values()))
 
 
+@pytest.mark.slow  # about 1-2 minutes on two loaded cores
 def test_mirrored_strategy_gives_the_masks_of_one_device(tmp_path, digits):
     train, val, _ = digits
     one = _search(tmp_path / "one", digits_mlp(), rounds=1).fit(
