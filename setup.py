@@ -45,17 +45,22 @@ setup(
         "jax": ["jax", "jaxlib"],
         # The CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu
         "torch": ["torch"],
+        # The LiteRT interpreter: deploy's .tflite exports are checked on it
+        # (`keras_lottery.deploy`, `export --format tflite...`).
+        "tflite": ["ai-edge-litert"],
         # The TensorFlow cross-check (TFMOT runs on tf_keras, so on TensorFlow).
         "tfmot": ["tensorflow-model-optimization>=0.8", "tf_keras", "tensorflow>=2.16"],
         # The test suite of the README (`pip install -e ".[dev,tfmot]"`) runs on
         # TensorFlow; scikit-learn ships the small real datasets the tests
-        # train on offline (load_digits, load_breast_cancer, load_diabetes).
+        # train on offline (load_digits, load_breast_cancer, load_diabetes);
+        # ai-edge-litert runs the deployment tests (the [tflite] extra). In CI
+        # (CI=true) a test skipped for a missing dependency fails.
         # The JAX and PyTorch suites of .ci/run install "[jax,test]" / "[torch,test]".
         "test": ["pytest>=7", "scikit-learn"],
         # keras-hub (models built from config in tests/test_any_model.py)
         # requires tensorflow-text, so it stays in the TensorFlow suite.
         "dev": ["pytest>=7", "scikit-learn", "tensorflow>=2.16", "tensorflow-datasets",
-                "importlib_resources", "keras-hub"],
+                "importlib_resources", "ai-edge-litert", "keras-hub"],
     },
     entry_points={"console_scripts": ["keras-lottery=keras_lottery.runner.cli:main"]},
     classifiers=[

@@ -49,11 +49,15 @@ class CorruptFileError(ValueError):
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
     """Yields a temporary path beside `path`, renamed onto it on success.
 
     Args:
         path: the final file path.
+        suffix: the temporary file's suffix, starting `.tmp` (a writer that
+            insists on an extension, such as `model.save`, gets
+            `".tmp.keras"`), so that `.<name>.<random>.tmp*` finds every
+            temporary file a killed process left.
 
     Returns:
         A context manager yielding the temporary path to write.
@@ -65,8 +69,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
+    if not suffix.startswith(".tmp"):
+        raise ValueError(f"suffix must start with '.tmp'. Received: suffix={suffix!r}")
     fd, tmp = tempfile.mkstemp(
-        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=suffix
     )
     os.close(fd)
     try:
@@ -167,6 +173,36 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         # raise their own exception types.
         except Exception as error:
             raise CorruptFileError(path, f"{_npz_damage(error)}; it has {size} bytes") from error
+
+
+def check_zip(path: str | os.PathLike) -> None:
+    """Checks that a zip archive (a `.keras` model file) is whole: readable,
+    every member's CRC good.
+
+    Args:
+        path: the file.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        CorruptFileError: if it is empty, not a zip archive, or a member
+            fails its CRC check or is truncated.
+
+    Example:
+    >>> with zipfile.ZipFile("a.zip", "w") as archive:
+    ...     archive.writestr("config.json", "{}")
+    >>> check_zip("a.zip")
+    """
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise CorruptFileError(path, "it is empty (0 bytes)")
+        try:
+            with zipfile.ZipFile(f) as archive:
+                bad = archive.testzip()
+        except Exception as error:  # zipfile, zlib, EOFError: damage
+            raise CorruptFileError(path, f"{_npz_damage(error)}; it has {size} bytes") from error
+    if bad is not None:
+        raise CorruptFileError(path, f"its member {bad!r} fails its CRC check; it has {size} bytes")
 
 
 def _read_arrays(f: IO[bytes]) -> dict[str, np.ndarray]:

@@ -1,6 +1,7 @@
 """Shared test set-up: quiet TensorFlow, two logical CPUs, small models."""
 
 import os
+import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -43,6 +44,44 @@ def pytest_collection_modifyitems(config, items):
         if (path.startswith(os.path.join(_HERE, "backends") + os.sep)
                 or os.path.dirname(path) == _HERE and os.path.basename(path) in BACKEND_INDEPENDENT_FILES):
             item.add_marker(pytest.mark.backend_independent)
+
+
+# In CI (CI=true) a test skipped for a missing module or dataset fails: a
+# green run must have run everything. A skip whose reason says which
+# `.ci/run` suite runs the test instead ("... suite has it", e.g. PyTorch's
+# DataLoader tests under TensorFlow) stays a skip.
+_MISSING = re.compile(r"could not import|No module named|needs real |needs the \[")
+
+
+def _missing_dependency(report) -> str | None:
+    """The skip reason of a report skipped for a missing dependency."""
+    if not report.skipped or not isinstance(report.longrepr, tuple):
+        return None
+    reason = str(report.longrepr[2])
+    if _MISSING.search(reason) and "suite has it" not in reason:
+        return reason
+    return None
+
+
+def _fail_in_ci(report) -> None:
+    reason = _missing_dependency(report) if os.environ.get("CI") == "true" else None
+    if reason is not None:
+        report.outcome = "failed"
+        report.longrepr = (f"CI=true: skipped for a missing dependency, which fails in CI: "
+                           f"{reason} (install it: pip install -e \".[dev,tfmot]\" and "
+                           ".ci/run's apt packages)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_in_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_in_ci(outcome.get_result())
 
 
 def pytest_report_header(config):

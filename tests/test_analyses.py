@@ -77,6 +77,7 @@ def test_early_bird_in_the_driver_stops_and_prunes_there(tmp_path, fashion_small
     assert result.branch("ticket")[1]["percent_remaining"] == pytest.approx(80.04, abs=0.01)
 
 
+@pytest.mark.slow  # about 1-2 minutes on two loaded cores
 def test_early_bird_resumes_its_mask_window_after_an_interruption(tmp_path, fashion_small,
                                                                  monkeypatch):
     def config(name):

@@ -70,6 +70,7 @@ def _start_workers(argv_for, logs):
 
 
 @pytest.mark.multiprocess
+@pytest.mark.slow
 def test_two_worker_processes_agree_and_only_the_chief_writes(tmp_path, fashion):
     logdir = tmp_path / "runs"
     logs = [tmp_path / f"worker{i}.log" for i in range(2)]
@@ -102,6 +103,7 @@ def test_two_worker_processes_agree_and_only_the_chief_writes(tmp_path, fashion)
 
 
 @pytest.mark.multiprocess
+@pytest.mark.slow
 def test_a_killed_worker_makes_the_other_fail_fast(tmp_path, fashion):
     logdir = tmp_path / "runs"
     logs = [tmp_path / f"worker{i}.log" for i in range(2)]

@@ -100,7 +100,12 @@ def test_late_rewinding_starts_later_rounds_at_the_rewind_step(tmp_path, fashion
     config = tiny_config(tmp_path, rounds=1, rewind_step=20, controls=("random_reinit",))
     result = kl.find_ticket(config, fashion_small)
     snapshot = kl.WeightSnapshot.load(os.path.join(result.run_dir, "rewind.npz"))
-    assert snapshot.step == 20
+    # θk is what 20 counted training steps give: the dense round of a run
+    # that trains 20 steps in all ends with these weights.
+    short = kl.find_ticket(tiny_config(tmp_path, rounds=0, steps=20), fashion_small)
+    trained = kl.WeightSnapshot.load(os.path.join(short.run_dir, "round_00", "weights.npz"))
+    assert snapshot.step == 20 and len(snapshot.values) == len(trained.values)
+    assert all(np.array_equal(a, b) for a, b in zip(snapshot.values, trained.values))
     for row in result.rows:
         first_step = row["history"][0]["step"]
         assert first_step == (0 if row["round"] == 0 else 20)

@@ -11,6 +11,9 @@ from keras_lottery import deploy, tflite
 from keras_lottery.runner import cli, pipeline
 from tests.conftest import tiny_config
 
+# TFLite conversions of every format (`pytest -m slow`; CI runs it).
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("ai_edge_litert")
 
 

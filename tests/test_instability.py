@@ -229,6 +229,7 @@ def test_search_instability_adds_branches_to_an_existing_run_of_your_own_model(t
     assert [r["branch"] for r in rerun.rows] == ["ticket", "ticket"]
 
 
+@pytest.mark.slow  # about 1-2 minutes on two loaded cores
 def test_preset_instability_of_a_moved_run_adds_its_branches_there(tmp_path, fashion):
     import shutil
 

@@ -102,3 +102,42 @@ def test_a_second_process_is_refused_while_this_one_holds_the_lock(tmp_path):
         assert "Wait for it to finish, or stop it" in process.stderr
         assert "command: " in process.stderr and "started " in process.stderr
         assert _holder(tmp_path)["pid"] == os.getpid()
+
+
+def test_a_lock_naming_this_pid_that_this_process_does_not_hold_is_taken_over(tmp_path):
+    # A container restarted: the new process has the old one's pid (often 1).
+    _write_lock(tmp_path, pid=os.getpid(), host=socket.gethostname())
+    with pytest.warns(UserWarning, match=r"this process's pid, reused: it holds no lock there"):
+        with RunLock(tmp_path):
+            assert _holder(tmp_path)["pid"] == os.getpid()
+
+
+def _live_process():
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def test_a_lock_whose_pid_now_belongs_to_a_younger_process_is_taken_over(tmp_path):
+    process = _live_process()
+    try:  # the lock says 2026-01-01: written long before this process started
+        _write_lock(tmp_path, pid=process.pid, host=socket.gethostname())
+        with pytest.warns(UserWarning, match=rf"pid {process.pid} is now another process"):
+            with RunLock(tmp_path):
+                assert _holder(tmp_path)["pid"] == os.getpid()
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_lock_of_a_live_process_says_how_to_proceed(tmp_path):
+    import datetime
+
+    process = _live_process()
+    try:
+        started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        _write_lock(tmp_path, pid=process.pid, host=socket.gethostname(), started=started)
+        with pytest.raises(RunLockedError, match=rf"kill {process.pid}.*If pid {process.pid} is "
+                                                 r"not running keras-lottery.*delete .*lock and rerun"):
+            RunLock(tmp_path).acquire()
+    finally:
+        process.kill()
+        process.wait()

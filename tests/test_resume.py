@@ -9,8 +9,12 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from keras_lottery.files import read_npz
+
+# Minutes: preset runs killed with kill -9 and resumed (`pytest -m slow`; CI runs it).
+pytestmark = pytest.mark.slow
 
 ARGS = ["run", "--preset", "lenet300", "--dataset", "fashion_mnist", "--steps", "800",
         "--rounds", "2", "--eval-every", "100", "--checkpoint-every", "100",

@@ -275,6 +275,8 @@ def test_interrupted_branch_with_a_damaged_checkpoint_resumes_to_the_same_masks(
     with pytest.warns(UserWarning, match="checkpoint"):
         resumed = run(tmp_path / "killed")
     clean = run(tmp_path / "clean")
+    assert [(r["round"], r["branch"]) for r in resumed.rows] == [
+        (r["round"], r["branch"]) for r in clean.rows] and len(clean.rows) == 5
     for a, b in zip(resumed.rows, clean.rows):
         assert a["early_stop_step"] == b["early_stop_step"]
         np.testing.assert_allclose([h["val_loss"] for h in a["history"]],
@@ -288,6 +290,7 @@ def test_interrupted_branch_with_a_damaged_checkpoint_resumes_to_the_same_masks(
         assert all(np.array_equal(u, v) for u, v in zip(a.values(), b.values()))
 
 
+@pytest.mark.slow  # about 1-2 minutes on two loaded cores
 def test_mirrored_strategy_gives_the_masks_of_one_device(tmp_path, digits):
     train, val, _ = digits
     one = _search(tmp_path / "one", digits_mlp(), rounds=1).fit(

@@ -19,6 +19,9 @@ import pytest
 
 from keras_lottery.files import read_npz
 
+# Each test starts keras-lottery processes (`pytest -m slow`; CI runs it).
+pytestmark = pytest.mark.slow
+
 MODULE = '''
 import keras
 import numpy as np
@@ -100,6 +103,10 @@ def test_run_report_and_export_a_model_and_data_of_your_own(project):
     # The instability of a round of the run: two copies, as branches of it.
     code, out, err = _run(project, "instability", run_dir, "--round", "2", "--rewind-steps",
                           "0,100", "--points", "3")
+    assert code == 2 and "Pass --model mynets:build --data mynets:load" in err, err[-3000:]
+    code, out, err = _run(project, "instability", run_dir, "--round", "2", "--rewind-steps",
+                          "0,100", "--points", "3", "--model", "mynets:build",
+                          "--data", "mynets:load")
     assert code == 0, err[-3000:]
     assert re.search(r"round 2  \d+\.\d% remaining  k=0 +instability \(pp\): test \d+\.\d\d"
                      r"  val \d+\.\d\d\n", out), out

@@ -6,6 +6,9 @@ import pytest
 
 import keras_lottery as kl
 
+# Trains with TFMOT at three sparsities (`pytest -m slow`; CI runs it).
+pytestmark = pytest.mark.slow
+
 tfmot = pytest.importorskip("tensorflow_model_optimization", reason="needs the [tfmot] extra")
 tf_keras = pytest.importorskip("tf_keras", reason="needs the [tfmot] extra")
 

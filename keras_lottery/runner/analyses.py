@@ -31,6 +31,7 @@ straight to the final sparsity from that round would have found it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -53,7 +54,8 @@ def _kernels(model: keras.Model, snapshot: WeightSnapshot, dense_masks) -> dict[
 
 
 def analyze(run_dir: str, structure_round: int | None = None,
-            metric: str = "accuracy") -> dict[str, Any]:
+            metric: str = "accuracy", build: Callable[[], keras.Model] | None = None
+            ) -> dict[str, Any]:
     """Every analysis of a run directory.
 
     Args:
@@ -63,16 +65,21 @@ def analyze(run_dir: str, structure_round: int | None = None,
         metric: the run's metric compared in `train_test` (a key of its
             evaluation records without the split prefix: `accuracy`,
             `auc`, `mean_absolute_error`...).
+        build: makes the run's masked model when it is a model of your own
+            without a readable `model.keras` (`rebuild.masked_model`).
 
     Returns:
         A dict with `metric`, `train_test`, `final_round`, `stability`,
         `layer_sparsity`, `movement`, `early_bird`, `structure` (see the
-        module docstring) and `movement_values` (the raw survivor/pruned
-        arrays per round, for histograms).
+        module docstring), `movement_values` (the raw survivor/pruned
+        arrays per round, for histograms) and `unreadable` (rounds left out
+        of the weight analyses because their `masks.npz` or `weights.npz`
+        is missing or damaged: rerunning the search rebuilds them).
 
     Raises:
         FileNotFoundError: if no round is complete.
-        ValueError: if the run has no test `metric`.
+        ValueError: if the run has no test `metric`, or no round's masks
+            and weights can be read.
 
     Example:
     >>> result = analyze("runs/lenet300_fashion_mnist_iterative_1a2b3c4d")
@@ -84,28 +91,34 @@ def analyze(run_dir: str, structure_round: int | None = None,
     if not rounds:
         raise FileNotFoundError(f"{run_dir} has no completed round yet.")
     _check_metric(tickets[rounds[0]], metric)
-    masks = {r: run.masks(r) for r in rounds}
-    final = rounds[-1]
     out: dict[str, Any] = {
         "metric": metric,
         "train_test": [_train_test(tickets[r], metric) for r in rounds],
-        "final_round": final,
         "layer_sparsity": {r: tickets[r]["sparsity_by_layer"] for r in rounds},
         "early_bird": tickets[rounds[0]].get("early_bird") if rounds[0] == 0 else None,
     }
+    masks, weights = {r: run.masks(r) for r in rounds}, {r: run.weights(r) for r in rounds}
+    out["unreadable"] = [r for r in rounds if masks[r] is None or weights[r] is None]
+    rounds = [r for r in rounds if r not in out["unreadable"]]
+    if not rounds:
+        raise ValueError(
+            f"no round of {run_dir} has readable masks.npz and weights.npz (damaged or "
+            "missing); rerun the search with the same arguments to rebuild them."
+        )
+    final = out["final_round"] = rounds[-1]
 
-    model = masked_model(run)
+    model = masked_model(run, build)
     dense = {k: np.ones_like(v) for k, v in masks[rounds[0]].items()}
     theta0 = snapshot_weights(model)
     rewind = run.rewind_point()
     stability, movement, values = [], [], {}
     for r in rounds[:-1]:
-        trained = _kernels(model, run.weights(r), dense)
+        trained = _kernels(model, weights[r], dense)
         jaccard, layers = _final_ticket_agreement(trained, masks[r], masks[final])
         stability.append({"round": r, "percent_remaining": tickets[r]["percent_remaining"],
                           "jaccard": jaccard, "layers": layers})
-        if r + 1 not in masks or run.config.masks_from is not None:
-            continue
+        if masks.get(r + 1) is None or run.config.masks_from is not None:
+            continue  # the next round's masks not done, or not readable
         start = theta0 if r == 0 or rewind is None else rewind
         moved = analysis.weight_movement(_kernels(model, start, dense), trained,
                                          masks[r], masks[r + 1])
@@ -121,8 +134,11 @@ def analyze(run_dir: str, structure_round: int | None = None,
     out["movement_values"] = values
 
     last = structure_round if structure_round is not None else final
+    if last not in rounds:
+        raise ValueError(f"structure_round must be a completed round with readable masks and "
+                         f"weights: {rounds}. Received: structure_round={last}")
     set_masks(model, masks[last])
-    restore_weights(model, run.weights(last))
+    restore_weights(model, weights[last])
     out["structure"] = structure_report(model, last)
     return out
 

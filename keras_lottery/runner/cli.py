@@ -180,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated formats, each checked on real test inputs: "
                              "keras, savedmodel, compact, tflite, tflite_sparse, "
                              "tflite_sparse_int8 (default: OUT/savedmodel and OUT/ticket.keras)")
+    for sub in (report, export):
+        sub.add_argument("--model", default=None,
+                         help="a run of a model of your own whose model.keras is missing or "
+                              "damaged: the builder to import, 'module:function' (a run "
+                              "directory's own code is never imported unasked)")
     commands.add_parser("presets", help="list the presets and their sources")
     unstable = commands.add_parser(
         "instability", help="linear mode connectivity of a round at rewind steps k")
@@ -190,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "e.g. 0,100,500,2000")
     unstable.add_argument("--points", type=int, default=None,
                           help="points along the path (default: the run's stability_points)")
+    for flag, what in (("--model", "model builder"), ("--data", "data function")):
+        unstable.add_argument(flag, default=None,
+                              help=f"a run of a model of your own: its {what}, "
+                                   "'module:function', as the run was found with; imported "
+                                   "and run only because you name it here")
     compare = commands.add_parser(
         "compare-scopes", help="global vs layer-wise pruning on one dense training")
     compare.add_argument("--preset", choices=sorted(PRESETS), default=None,
@@ -258,15 +268,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "compare-scopes":
             commands.compare_scopes(config)
         elif args.command == "report":
-            commands.report(args.run_dir, args.out)
+            commands.report(args.run_dir, args.out, model=args.model)
         elif args.command == "instability":
-            commands.instability(args.run_dir, args.round, args.rewind_steps, args.points)
+            commands.instability(args.run_dir, args.round, args.rewind_steps, args.points,
+                                 model=args.model, data=args.data)
         elif args.command == "transfer":
             overrides = {k: getattr(args, k) for k in ("steps", "data_dir", "logdir",
                                                        "verbose", "controls") if hasattr(args, k)}
             commands.transfer(args.run_dir, args.round, args.dataset, args.classes, **overrides)
         else:
-            commands.export(args.run_dir, args.round, args.out, args.formats)
+            commands.export(args.run_dir, args.round, args.out, args.formats, model=args.model)
     except (ValueError, FileNotFoundError, DatasetNotFoundError, WorkerFailedError,
             BranchFailedError, DivergedError, RunLockedError, ImportError) as error:
         if os.environ.get("KERAS_LOTTERY_TRACEBACK"):

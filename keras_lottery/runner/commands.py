@@ -13,9 +13,9 @@ from keras_lottery.runner import instability as instability_lib
 from keras_lottery.runner import reports as report_lib
 from keras_lottery.runner import tensorboard
 from keras_lottery.runner.config import LotteryConfig
-from keras_lottery.runner.engine import LotteryResult
+from keras_lottery.runner.engine import LotteryResult, run_lock
 from keras_lottery.runner.presets import find_ticket
-from keras_lottery.runner.rebuild import import_object, load_ticket
+from keras_lottery.runner.rebuild import builder, import_object, load_ticket
 from keras_lottery.runner.rundir import RunDir, config_at
 from keras_lottery.runner.search import SEARCH_SETTINGS, LotterySearch
 
@@ -60,12 +60,15 @@ def _user_search(config: LotteryConfig) -> tuple[LotterySearch, tuple, dict[str,
     return search, tuple((*splits, None)[:3]), arguments
 
 
-def report(run_dir: str, out: str | None = None) -> dict[str, Any]:
+def report(run_dir: str, out: str | None = None, model: str | None = None) -> dict[str, Any]:
     """`keras-lottery report`: the table, the analyses, plots, TensorBoard.
 
     Prints the per-round table and the analyses of `run_analysis`, writes
     `accuracy_vs_sparsity.png` (or `out`) and `analyses.png` into the run
     directory, and the analyses' TensorBoard events into `RUN_DIR/analysis`.
+    No code of the run directory runs: a model of your own is loaded from
+    its `model.keras` in Keras's safe mode, or built by `model`
+    (`"module:function"`) when you name it.
 
     Returns:
         The analyses (see `run_analysis.analyze`).
@@ -79,7 +82,7 @@ def report(run_dir: str, out: str | None = None) -> dict[str, Any]:
     out = out or os.path.join(run_dir, f"{metric}_vs_sparsity.png")
     report_lib.plot(rows, out, title=run.config.run_name, metric=metric)
     try:
-        result = run_analysis.analyze(run_dir, metric=metric)
+        result = run_analysis.analyze(run_dir, metric=metric, build=_named_builder(run, model))
     except ValueError as error:  # e.g. a model of your own that cannot be rebuilt here
         print(f"\nanalyses skipped: {error}\nplot: {out}")
         return {}
@@ -97,20 +100,27 @@ def report(run_dir: str, out: str | None = None) -> dict[str, Any]:
 
 
 def instability(run_dir: str, round_index: int, rewind_steps: tuple[int, ...],
-                points: int | None = None) -> list[dict[str, Any]]:
+                points: int | None = None, model: str | None = None,
+                data: str | None = None) -> list[dict[str, Any]]:
     """`keras-lottery instability`: trains the two copies of each rewind
     step as branches of a run's round and prints the instabilities: a
     preset run through `runner.instability.preset_instability`, a run of a
-    model of your own through `LotterySearch.instability` (its model and
-    data functions imported again, as `run` does).
+    model of your own through `LotterySearch.instability`, its model and
+    data functions imported only when named by `model` and `data` (the
+    ones the run was found with; the run directory's own are never run).
 
     Returns:
         One result per rewind step.
+
+    Raises:
+        ValueError: for a run of a model of your own without `model` and
+            `data`, or with others than the run's.
     """
     config = config_at(run_dir)
     if config.is_preset_model:
         results = instability_lib.preset_instability(run_dir, round_index, rewind_steps, points)
     else:
+        _check_named(config, model, data)
         search, splits, arguments = _user_search(config)
         results = search.instability(*splits, round=round_index, rewind_steps=rewind_steps,
                                      points=points, **arguments)
@@ -121,8 +131,28 @@ def instability(run_dir: str, round_index: int, rewind_steps: tuple[int, ...],
     return results
 
 
+def _named_builder(run: RunDir, model: str | None):
+    """The builder of `--model`, if the user named one (else None)."""
+    return None if model is None else builder(model, ignore=run.config.ignore)
+
+
+def _check_named(config: LotteryConfig, model: str | None, data: str | None) -> None:
+    """Refuses to import a run's model and data functions unless the user
+    named them, and named the ones the run was found with."""
+    stored = {"model": config.model, "data": config.data.partition("#")[0]}
+    given = {"model": model, "data": data}
+    if given != stored:
+        flags = " ".join(f"--{k} {v}" for k, v in stored.items())
+        raise ValueError(
+            f"{os.path.join(config.logdir, config.name)} is a run of a model of your own: instability "
+            "imports and runs its model and data functions, which happens only when you name "
+            f"them (a run directory's own code is never run unasked). Pass {flags}. "
+            f"Received: --model {model} --data {data}"
+        )
+
+
 def export(run_dir: str, round_index: int, out: str,
-           formats: tuple[str, ...] | None = None) -> list:
+           formats: tuple[str, ...] | None = None, model: str | None = None) -> list:
     """`keras-lottery export`: writes a round's stripped ticket.
 
     Writes `OUT/ticket.keras` and `OUT/savedmodel/` (TF SavedModel); with
@@ -130,8 +160,11 @@ def export(run_dir: str, round_index: int, out: str,
     compact, tflite, tflite_sparse, tflite_sparse_int8) each of those,
     checked against the masked model on 1000 of the run's test examples
     (int8 calibrated on 500 training examples), with sizes and agreement.
+    `model` (`"module:function"`) builds a model of your own whose
+    `model.keras` is missing or damaged.
     """
-    model = load_ticket(run_dir, round_index)
+    build = _named_builder(RunDir.load(run_dir), model)
+    model = load_ticket(run_dir, round_index, build)
     if formats is not None:
         return _export_formats(run_dir, model, out, formats)
     sizes = [  # .keras first: it needs no TensorFlow, SavedModel does
@@ -231,7 +264,8 @@ def compare_scopes(config: LotteryConfig) -> dict[str, LotteryResult]:
         name = f"{config.name}_{scope}" if config.name else None
         scoped = dataclasses.replace(config, scope=scope, name=name)
         if first is not None:
-            RunDir.open(scoped).adopt_dense_round(first)
+            with run_lock(scoped):  # opening for writing cleans the directory up
+                RunDir.open(scoped).adopt_dense_round(first)
         results[scope] = run(scoped)
         first = RunDir.load(results[scope].run_dir)
     print(report_lib.scope_table(results))

@@ -182,8 +182,9 @@ class LotteryConfig:
 
     def __post_init__(self):
         self.sparsities = tuple(float(s) for s in self.sparsities)
-        self.ignore = tuple(self.ignore)
-        self.controls = tuple(self.controls)
+        # One name as a string is one name, not its characters.
+        self.ignore = (self.ignore,) if isinstance(self.ignore, str) else tuple(self.ignore)
+        self.controls = (self.controls,) if isinstance(self.controls, str) else tuple(self.controls)
         self.lr_milestones = tuple(int(m) for m in self.lr_milestones)
         self.classes = tuple(int(c) for c in self.classes)
         self.rewind_candidates = tuple(self.rewind_candidates)

@@ -22,6 +22,7 @@ import dataclasses
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -37,7 +38,7 @@ from keras_lottery.pruning import (
     sparsity,
     sparsity_by_layer,
 )
-from keras_lottery.rewind import WeightSnapshot, restore_weights, snapshot_weights
+from keras_lottery.rewind import WeightSnapshot, restore_weights, rewindable_weights, snapshot_weights
 from keras_lottery.runner import branches
 from keras_lottery.runner.branches import TICKET, BranchStart
 from keras_lottery.runner.checkpoint import BranchState
@@ -60,12 +61,14 @@ class Trainer(Protocol):
     evaluation history; `evaluate` gives the model's metrics on every
     evaluation split now; `reseed` sets the training data order (extra
     branches such as the instability copies); `diverged_at` is the step
-    where the loss became non-finite (None if it did not) and
-    `last_finite` the weights at the last evaluation before that.
+    where the loss or the weights became non-finite (None if they did
+    not; `runner.divergence` is the rule), `divergence` says which, and
+    `last_finite` holds the weights at the last evaluation before that.
     """
 
     step: int
     diverged_at: int | None
+    divergence: str | None
     last_finite: WeightSnapshot | None
     steps_per_second: float
 
@@ -95,7 +98,8 @@ class LotteryResult:
             `round`, `branch`, `percent_remaining`, `early_stop_step`,
             `<split>_<metric>_at_early_stop` and `..._final` for every
             evaluation key, `sparsity_by_layer`, `history`, and `diverged`
-            / `diverged_at_step` for a branch whose loss became NaN.
+            / `diverged_at_step` / `diverged_cause` for a branch whose loss
+            or weights became NaN or infinite.
         masks: the last round's ticket masks.
         metric: the metric the table shows (`"accuracy"` for the presets;
             the first compiled metric of a model of your own).
@@ -254,8 +258,9 @@ class Engine:
                 self._save_result(rows, masks)
                 row = diverged[0]
                 raise DivergedError(
-                    f"round {row['round']}, branch {row['branch']!r}: the loss became NaN "
-                    f"or infinite at step {row['diverged_at_step']}; the run stops there "
+                    f"round {row['round']}, branch {row['branch']!r}: "
+                    f"{row.get('diverged_cause', 'the loss became NaN or infinite')} at step "
+                    f"{row['diverged_at_step']}; the run stops there "
                     "(on_divergence='stop'). Everything before is saved in "
                     f"{self.run_dir.path}; use on_divergence='continue' to go on."
                 )
@@ -289,8 +294,14 @@ class Engine:
             masks = self.dense_masks
         elif config.masks_from is not None:
             source, round_index = self._source()
+            transferred = source.masks(round_index)
+            if transferred is None:
+                raise ValueError(
+                    f"masks_from names round {round_index} of {source.path}, whose masks.npz "
+                    "is missing or damaged; rerun that search to rebuild it."
+                )
             try:
-                masks = align_masks(self.model, source.masks(round_index))
+                masks = align_masks(self.model, transferred)
             except ValueError as error:
                 raise ValueError(
                     f"The masks of {config.masks_from} do not fit this model: the "
@@ -436,7 +447,8 @@ class Engine:
                 seed: int = 0, start_from: WeightSnapshot | None = None,
                 data_seed: int | None = None) -> dict[str, Any]:
         done = self.run_dir.metrics(r, branch)
-        if done is not None:
+        if done is not None and self._weights_kept(r, branch, stores_weights=(
+                branch == TICKET or start_from is not None)):
             return done
         config, run_dir = self.config, self.run_dir
         began = time.time()
@@ -498,7 +510,8 @@ class Engine:
             "history": history,
         }
         if trainer.diverged_at is not None:
-            metrics.update(diverged=True, diverged_at_step=trainer.diverged_at)
+            metrics.update(diverged=True, diverged_at_step=trainer.diverged_at,
+                           diverged_cause=trainer.divergence or "the loss became NaN or infinite")
         if early_bird is not None:
             metrics["early_bird"] = early_bird.summary()
         weights = None
@@ -508,6 +521,28 @@ class Engine:
             weights = snapshot_weights(self.model, step=trainer.step)
         run_dir.complete(r, branch, metrics, weights)
         return metrics
+
+    def _weights_kept(self, r: int, branch: str, stores_weights: bool) -> bool:
+        """Whether a completed branch's trained weights are still there and
+        fit the model (a ticket's: what later rounds prune and `report` and
+        `export` read). If not, the branch is marked not completed, with a
+        warning, and trains again: nothing found is lost for good."""
+        if not stores_weights:
+            return True
+        weights = self.run_dir.weights(r, branch)
+        if weights is not None and _fits(self.model, weights):
+            if branch == TICKET:
+                self._trained.setdefault(r, weights)
+            return True
+        path = os.path.join(self.run_dir.branch_dir(r, branch), "weights.npz")
+        what = "missing" if weights is None and not os.path.exists(path) else (
+            "damaged" if weights is None else "not this model's weights")
+        warnings.warn(f"Round {r}, branch {branch!r} is complete but its trained weights "
+                      f"{path} are {what}: the branch trains again.", stacklevel=3)
+        if branch == TICKET:
+            self._trained.pop(r, None)
+        self.run_dir.forget(r, branch)
+        return False
 
     def _take_rewind_point(self) -> None:
         self.rewind_point = snapshot_weights(self.model, step=self.config.rewind_step)
@@ -542,6 +577,13 @@ class Engine:
             note = f"  DIVERGED at step {row['diverged_at_step']}" if row.get("diverged") else ""
             print(f"    {row['branch']:<14} early-stop {row['early_stop_step']}  "
                   f"{label} {row.get(key, float('nan')):.3f}{note}")
+
+
+def _fits(model: keras.Model, snapshot: WeightSnapshot) -> bool:
+    """Whether a snapshot holds one array of the right shape per weight."""
+    weights = rewindable_weights(model)
+    return len(weights) == len(snapshot.values) and all(
+        tuple(w.shape) == v.shape for w, v in zip(weights, snapshot.values))
 
 
 def _label(key: str) -> str:

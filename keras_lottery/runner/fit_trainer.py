@@ -25,6 +25,7 @@ import numpy as np
 
 from keras_lottery import compat
 from keras_lottery.rewind import WeightSnapshot, snapshot_weights
+from keras_lottery.runner import divergence
 from keras_lottery.runner.checkpoint import BranchState
 from keras_lottery.runner.early_stop import is_finite
 from keras_lottery.runner.errors import BranchFailedError, MonitorError
@@ -118,6 +119,7 @@ class FitTrainer:
         self.start = self.step = start
         self.history: list[dict[str, float]] = []
         self.diverged_at: int | None = None
+        self.divergence: str | None = None  # what became non-finite (divergence.cause)
         self.last_finite: WeightSnapshot | None = None
         self.train_seconds, self.timed_steps = 0.0, 0
         with scope() if scope is not None else contextlib.nullcontext():
@@ -205,9 +207,12 @@ class FitTrainer:
             raise
         except Exception as error:  # noqa: BLE001 - Keras raises many types
             message = " ".join(str(error).split()) or type(error).__name__
+            summary = error_summary(str(error))
+            first = f"{self.label} failed at step {self.step}: "
+            if summary == message:
+                raise BranchFailedError(f"{first}{type(error).__name__}: {message}") from error
             raise BranchFailedError(
-                f"{self.label} failed at step {self.step}: {type(error).__name__}: {message}"
-            ) from error
+                f"{first}{summary}\n{type(error).__name__}: {message}") from error
         return self.history
 
     def _record(self, train_logs: dict[str, Any]) -> dict[str, float]:
@@ -226,13 +231,42 @@ class FitTrainer:
                    " (pass validation_data to get val_* keys)")
             )
         self.history.append(record)
-        losses = [record[k] for k in ("train_loss", "val_loss", "test_loss")
-                  if k in record and (k != "train_loss" or train_logs)]
-        if not all(is_finite(v) for v in losses):
-            self.diverged_at = self.diverged_at if self.diverged_at is not None else self.step
-        elif self.diverged_at is None:
-            self.last_finite = snapshot_weights(self.model, step=self.step)
+        if self.diverged_at is None:
+            losses = [k for k in ("train_loss", "val_loss", "test_loss")
+                      if k != "train_loss" or train_logs]
+            snapshot = snapshot_weights(self.model, step=self.step)
+            self.divergence = divergence.cause(record, snapshot, losses)
+            if self.divergence is not None:
+                self.diverged_at = self.step
+            else:
+                self.last_finite = snapshot
         return record
+
+
+def error_summary(message: str) -> str:
+    """What went wrong, out of a TensorFlow graph error: its own message
+    line(s), without the "Graph execution error" header, the "Detected at
+    node" trace and the `[[{{node ...}}]]` tail; other messages whole, on
+    one line.
+
+    Args:
+        message: `str(error)`.
+
+    Returns:
+        One line.
+
+    Example:
+    >>> error_summary("Graph execution error:\n\nDetected at node x defined at:\n"
+    ...               "  File a.py\nlabel 12 is out of range\n\t [[{{node x}}]]")
+    'label 12 is out of range'
+    """
+    if not message.startswith("Graph execution error"):
+        return " ".join(message.split())
+    kept = [line.strip() for line in message.splitlines()
+            if line.strip() and not line[:1].isspace()
+            and not line.startswith(("Graph execution error", "Detected at node", "[["))]
+    text = " ".join(kept).split("[[", 1)[0].strip()
+    return " ".join(text.split()) or " ".join(message.split())
 
 
 def _float(value: Any) -> float:
@@ -260,8 +294,9 @@ class _EngineCallback(keras.callbacks.Callback):
         trainer = self.trainer
         trainer.step += 1
         loss = (logs or {}).get("loss")
-        if loss is not None and not is_finite(_float(loss)):
+        if loss is not None and not is_finite(_float(loss)) and trainer.diverged_at is None:
             trainer.diverged_at = trainer.step
+            trainer.divergence = divergence.loss_cause(_float(loss))
             self.model.stop_training = True
         halt = any([hook() for hook in self.at_step.get(trainer.step, ())])
         if halt or trainer.step >= trainer.steps:

@@ -81,7 +81,18 @@ def _first_array(structure: Any) -> np.ndarray:
 
 
 def _length(structure: Any, what: str) -> int:
-    lengths = {len(a) for a in keras.tree.flatten(structure)}
+    """The number of examples of NumPy data, checked: every array has it,
+    and none is a Python scalar (the items of a Python list, which Keras's
+    tree reads as one model input per item)."""
+    arrays = keras.tree.flatten(structure)
+    if any(np.ndim(a) == 0 for a in arrays):
+        raise ValueError(
+            f"{what} holds Python scalars where arrays of examples belong: a Python list is "
+            "read as one model input per item. Pass NumPy arrays, e.g. (np.asarray(x), "
+            "np.asarray(y)), or a list or dict of arrays, one per model input. Received: "
+            f"{len(arrays)} values, {sum(np.ndim(a) == 0 for a in arrays)} of them scalars"
+        )
+    lengths = {len(a) for a in arrays}
     if len(lengths) != 1:
         raise ValueError(
             f"All arrays of {what} must have the same number of examples. "
@@ -138,6 +149,8 @@ class TrainData:
         if _is_pair(train):
             arrays = tuple(keras.tree.map_structure(np.asarray, part) for part in train)
             n = _length(arrays, "the training data")
+            if n == 0:
+                raise ValueError("The training data is empty (0 examples).")
             if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
                 raise ValueError(
                     f"NumPy training data needs batch_size, an integer in [1, {n}] (the "
@@ -295,7 +308,9 @@ class EvalData:
             return cls(data, "generator")
         if _is_pair(data):
             arrays = tuple(keras.tree.map_structure(np.asarray, part) for part in data)
-            _length(arrays, what)
+            if _length(arrays, what) == 0:
+                raise ValueError(f"{what} is empty (0 examples): pass examples to evaluate "
+                                 "on, or leave it out (None).")
             return cls(arrays, "arrays")
         raise ValueError(f"{what} must be {_ACCEPTED}. Received: {_describe(data)}")
 

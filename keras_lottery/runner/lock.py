@@ -2,9 +2,13 @@
 
 `RunLock` creates `<run_dir>/lock` with `O_CREAT | O_EXCL`, holding JSON
 `{pid, host, started, command}`. A second process on the same directory
-reads it and refuses at once, naming the holder. A lock whose process has
-died on this host (or whose file is damaged) is taken over with a warning;
-a lock from another host is refused, since its liveness can't be checked.
+reads it and refuses at once, naming the holder and how to proceed. A lock
+whose process has died on this host (or whose file is damaged) is taken
+over with a warning, and so is one whose pid now belongs to a process that
+started after the lock was written, or to this process while it holds no
+lock there (pids are reused after a reboot, and in a container every run
+may be pid 1); a lock from another host is refused, since its liveness
+can't be checked.
 
 Checking and changing the lock happen under a short `flock` on the run
 directory, so two processes starting together, or taking over the same
@@ -33,6 +37,9 @@ from typing import Any
 from keras_lottery.files import CorruptFileError, atomic_open, read_json
 
 LOCK_NAME = "lock"
+# The lock files this process holds: a lock naming this pid but not held
+# here was left by an earlier process that had the same pid.
+_HELD_HERE: set[str] = set()
 _GUARD_TIMEOUT_S = 10.0  # others hold the guard for milliseconds
 
 
@@ -84,6 +91,7 @@ class RunLock:
                     f.flush()
                     os.fsync(f.fileno())
         self._held = True
+        _HELD_HERE.add(os.path.realpath(self.path))
 
     def _take_over(self, record: dict[str, Any]) -> None:
         """Replaces an existing lock if its holder is gone, else refuses."""
@@ -102,24 +110,40 @@ class RunLock:
                     "to finish, or stop it; if that host is gone, delete "
                     f"{self.path} and rerun."
                 )
-            if holder["pid"] == record["pid"]:
-                raise RunLockedError(
-                    f"{_describe(self.run_dir, holder)} That is this process: "
-                    "release the lock before acquiring it again."
-                )
-            if _alive(holder["pid"]):
-                raise RunLockedError(
-                    f"{_describe(self.run_dir, holder)} Wait for it to finish, or stop "
-                    "it; a lock left by a dead process is taken over automatically."
-                )
+            why = self._stale(holder, record)
             warnings.warn(
                 f"Taking over the lock {self.path} left by pid {holder['pid']} "
                 f"(started {holder.get('started', '?')}, command: "
-                f"{holder.get('command', '?')}), which is no longer running.",
+                f"{holder.get('command', '?')}): {why}.",
                 stacklevel=3,
             )
         with atomic_open(self.path) as f:
             json.dump(record, f)
+
+    def _stale(self, holder: dict[str, Any], record: dict[str, Any]) -> str:
+        """Why a lock of this host may be taken over; RunLockedError if not."""
+        pid = holder["pid"]
+        if pid == record["pid"]:
+            if os.path.realpath(self.path) in _HELD_HERE:
+                raise RunLockedError(
+                    f"{_describe(self.run_dir, holder)} That is this process, which holds it "
+                    "already (a search inside a search's callback?): let the first finish, "
+                    "or release the lock before acquiring it again."
+                )
+            return "that is this process's pid, reused: it holds no lock there"
+        if not _alive(pid):
+            return "it is no longer running"
+        began = _process_start(pid)
+        written = _timestamp(holder.get("started"))
+        if began is not None and written is not None and began > written + 2:
+            return (f"pid {pid} is now another process, started after the lock was written "
+                    "(pid reused)")
+        raise RunLockedError(
+            f"{_describe(self.run_dir, holder)} Wait for it to finish, or stop it (kill "
+            f"{pid}); a lock left by a dead process is taken over automatically. If pid {pid} "
+            "is not running keras-lottery (a pid reused after a reboot or in a container), "
+            f"delete {self.path} and rerun."
+        )
 
     def release(self) -> None:
         """Removes the lock if this process holds it; otherwise does nothing.
@@ -130,6 +154,7 @@ class RunLock:
         if not self._held:
             return
         self._held = False
+        _HELD_HERE.discard(os.path.realpath(self.path))
         with _guard(self.run_dir):
             try:
                 holder = _read_holder(self.path)
@@ -175,6 +200,27 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by another user
         return True
     return True
+
+
+def _process_start(pid: int) -> float | None:
+    """When a process of this host started (Unix time), or None where
+    `/proc` does not tell."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ticks = int(f.read().rpartition(")")[2].split()[19])
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _timestamp(text: Any) -> float | None:
+    """An ISO time of a lock's `started` as Unix time, or None."""
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 
 @contextlib.contextmanager

@@ -27,10 +27,10 @@ import numpy as np
 from keras_lottery.compat import import_tensorflow
 from keras_lottery.rewind import WeightSnapshot, snapshot_weights
 from keras_lottery.runner import pipeline
+from keras_lottery.runner import divergence
 from keras_lottery.runner.checkpoint import BranchState
 from keras_lottery.runner.config import LotteryConfig
 from keras_lottery.runner.distribute import peer_failures_reported
-from keras_lottery.runner.early_stop import is_finite
 
 tf = import_tensorflow("The presets' driver (find_ticket, keras-lottery run --preset)")
 
@@ -153,6 +153,7 @@ class LoopTrainer:
         self.start = self.step = start
         self.history: list[dict[str, float]] = []
         self.diverged_at: int | None = None
+        self.divergence: str | None = None  # what became non-finite (divergence.cause)
         self.last_finite: WeightSnapshot | None = None
         # Wall time and count of training steps, leaving out the first call
         # (which traces and compiles the step function).
@@ -314,10 +315,12 @@ class LoopTrainer:
             **self.evaluate(),
         }
         self.history.append(record)
-        if not all(is_finite(record[k]) for k in ("train_loss", "val_loss") if k in record
-                   and (k != "train_loss" or seen)):
+        snapshot = snapshot_weights(self.model, step=self.step)
+        losses = [k for k in ("train_loss", "val_loss") if k != "train_loss" or seen]
+        self.divergence = divergence.cause(record, snapshot, losses)
+        if self.divergence is not None:
             self.diverged_at = self.step
         else:
-            self.last_finite = snapshot_weights(self.model, step=self.step)
+            self.last_finite = snapshot
         if on_eval is not None:
             on_eval(record)

@@ -2,9 +2,11 @@
 
 A preset's model is rebuilt from the registry (it is seeded). A model of
 your own is loaded from the run's `model.keras` (saved at θ0 when Keras
-can serialize it), or else built again by importing its builder
-(`config.model`, `"module:function"`) from the current directory or
-`PYTHONPATH`.
+can serialize it) under Keras's safe mode, which deserializes no Python
+code. Opening a run directory never runs code from it: the builder a
+run's `config.json` names is imported only when the caller passes it
+(`build`, or `--model` on the command line), never because the run names
+it, since run directories are shared and downloaded.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import keras
 
+from keras_lottery.files import CorruptFileError, check_zip
 from keras_lottery.masking import prunable
 from keras_lottery.pruning import align_masks, set_masks
 from keras_lottery.rewind import restore_weights
@@ -65,18 +68,21 @@ def import_object(path: str, what: str = "model") -> Any:
     return target
 
 
-def masked_model(run: RunDir) -> keras.Model:
+def masked_model(run: RunDir, build: Callable[[], keras.Model] | None = None) -> keras.Model:
     """The run's masked model as initialized (all masks ones).
 
     Args:
         run: a run directory.
+        build: makes a fresh masked model (a model of your own whose
+            `model.keras` is missing or damaged); the run's own
+            `config.model` is never imported.
 
     Returns:
         The masked model.
 
     Raises:
         ValueError: if a model of your own can be neither loaded from the
-            run's `model.keras` nor imported.
+            run's `model.keras` nor built by `build` (what to do is said).
     """
     config = run.config
     if config.is_preset_model:
@@ -84,15 +90,43 @@ def masked_model(run: RunDir) -> keras.Model:
 
         info = run.data_info
         return preset_model(config, info["input_shape"], info["num_classes"])
+    if build is not None:
+        return build()
     saved = os.path.join(run.path, "model.keras")
-    if os.path.exists(saved):
-        return load_model(saved, compile=False)
+    try:
+        check_zip(saved)
+        return load_model(saved, compile=False, safe_mode=True)
+    except FileNotFoundError:
+        problem = f"{saved} is missing"
+    except CorruptFileError as error:
+        problem = f"{saved} is damaged ({error.reason})"
+    except Exception as error:  # noqa: BLE001 - Keras raises many types
+        problem = f"{saved} cannot be loaded in safe mode ({type(error).__name__}: {error})"
     if config.model.startswith(("python:", "__main__:")):
-        raise ValueError(
-            f"The model of {run.path} was passed from Python ({config.model}) and could not be "
-            "saved as model.keras; rebuild it in Python and call LotteryResult.ticket()."
-        )
-    return prunable(import_object(config.model)(), ignore=config.ignore)
+        how = ("it was passed from Python, so rerun the search (LotterySearch.fit with the "
+               "same model and data writes model.keras again) or rebuild it in Python and "
+               "call LotteryResult.ticket()")
+    else:
+        how = ("rerun the search (keras-lottery run with the same --model and --data writes "
+               f"model.keras again), or name its builder yourself: --model {config.model} "
+               "(a run directory's own code is never imported unasked)")
+    raise ValueError(f"The model of {run.path} cannot be rebuilt: {problem}; {how}.")
+
+
+def builder(path: str, ignore: tuple[str, ...] = ()) -> Callable[[], keras.Model]:
+    """A `build` for `masked_model` from a builder the user names.
+
+    Args:
+        path: `"module:function"`, imported when called.
+        ignore: layer names never pruned (the run's `ignore`).
+
+    Returns:
+        A function making the builder's model, wrapped for pruning.
+
+    Example:
+    >>> build = builder("keras_lottery.runner.models:lenet300")
+    """
+    return lambda: prunable(import_object(path)(), ignore=ignore)
 
 
 def load_ticket(run_dir: str, round_index: int,
@@ -106,6 +140,11 @@ def load_ticket(run_dir: str, round_index: int,
 
     Returns:
         The round's ticket.
+
+    Raises:
+        ValueError: if the round is not complete, or its masks or trained
+            weights are missing or damaged (rerunning the search rebuilds
+            them), or the model cannot be rebuilt.
     """
     run = RunDir.load(run_dir)
     done = run.completed_rounds()
@@ -114,7 +153,17 @@ def load_ticket(run_dir: str, round_index: int,
             f"round must be a completed round of {run_dir}. "
             f"Received: round={round_index}; completed: {done}"
         )
-    model = build() if build is not None else masked_model(run)
-    set_masks(model, align_masks(model, run.masks(round_index)))
-    restore_weights(model, run.weights(round_index))
+    masks, weights = run.masks(round_index), run.weights(round_index)
+    lost = [name for name, value in (("masks.npz", masks), ("weights.npz", weights))
+            if value is None]
+    if lost:
+        raise ValueError(
+            f"Round {round_index} of {run_dir} cannot be rebuilt: its {' and '.join(lost)} "
+            f"{'is' if len(lost) == 1 else 'are'} missing or damaged. Rerun the search with "
+            "the same arguments (keras-lottery run, or LotterySearch.fit): it detects this "
+            "and trains the round again."
+        )
+    model = masked_model(run, build)
+    set_masks(model, align_masks(model, masks))
+    restore_weights(model, weights)
     return model

@@ -250,6 +250,10 @@ def format_report(result: dict[str, Any], steps: int) -> str:
         else:
             lines.append(f"  {row['round']:>3}  {row['percent_remaining']:6.1f}%  {row[train]:.4f}  "
                          f"{row[test]:.4f}  {row['gap']:+.4f}")
+    if result.get("unreadable"):
+        lines += ["", f"rounds {result['unreadable']} are left out of the weight analyses: their "
+                      "masks.npz or weights.npz is missing or damaged (rerun the search with the "
+                      "same arguments: it trains them again)."]
     lines += _stability_lines(result)
     names = sorted({n for layers in result["layer_sparsity"].values() for n in layers})
     lines += ["", "per-layer sparsity by round: " + ", ".join(names)]

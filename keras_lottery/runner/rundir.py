@@ -22,8 +22,12 @@ Every file is replaced atomically, so a run killed at any moment leaves
 either the old file or the new one; a re-run skips completed branches and
 continues an interrupted one from its checkpoint. A file damaged anyway (a
 full disk, a bad copy) is detected when read, reported with a warning and
-rebuilt: masks are pruned again, a ticket whose weights are damaged trains
-again, a damaged checkpoint falls back to the previous one.
+rebuilt: masks are pruned again, a branch whose weights are damaged or
+missing trains again (also when its metrics say it is done), damaged
+metrics (also valid JSON of the wrong shape, such as `{}`) make the branch
+train again, a damaged checkpoint falls back to the previous one, and the
+temporary files of a write that a kill interrupted are removed when the
+directory is next opened for writing.
 
 `RunDir` knows paths and reading and writing only: what the files mean is
 the engine's business.
@@ -31,8 +35,10 @@ the engine's business.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
+import json
 import os
 import shutil
 import warnings
@@ -68,15 +74,28 @@ class RunDir:
 
         A config that differs only in fields outside the run's identity
         (more `rounds`, other `controls`, another `strategy`...) reuses the
-        directory and extends the run.
+        directory and extends the run. Opened for writing (the caller holds
+        the run's lock), the temporary files of interrupted writes are
+        removed.
+
+        A damaged `config.json` (or one that is not a config) is written
+        again, with a warning, when opened for writing.
 
         Raises:
-            ValueError: if the directory holds a run of another config.
+            ValueError: if the directory holds a run of another config, or
+                (opened for reading) its `config.json` is damaged.
         """
         path = os.path.join(config.logdir, config.run_name)
         config_path = os.path.join(path, "config.json")
+        stored = None
         if os.path.exists(config_path):
-            stored = LotteryConfig.from_dict(read_json(config_path))
+            try:
+                stored = read_config(config_path)
+            except CorruptFileError as error:
+                if not writable:
+                    raise
+                warnings.warn(f"{error} (it is written again)", stacklevel=2)
+        if stored is not None:
             if stored.run_hash() != config.run_hash():
                 ours, theirs = config.identity(), stored.identity()
                 full_ours, full_theirs = config.to_dict(), stored.to_dict()
@@ -88,6 +107,7 @@ class RunDir:
                     "or delete the directory to start over."
                 )
         if writable:  # records new rounds/controls of an extended run
+            remove_stale_temporaries(path)
             write_json(config_path, config.to_dict())
         return cls(path, config, writable)
 
@@ -99,7 +119,7 @@ class RunDir:
             raise FileNotFoundError(
                 f"{path} is not a keras-lottery run directory (no config.json)."
             )
-        return cls(path, LotteryConfig.from_dict(read_json(config_path)), writable=False)
+        return cls(path, read_config(config_path), writable=False)
 
     def branch_dir(self, round_index: int, branch: str = TICKET) -> str:
         """Directory of a branch: `round_NN` for the ticket, else a subdir."""
@@ -113,7 +133,7 @@ class RunDir:
     def metrics(self, round_index: int, branch: str = TICKET) -> dict[str, Any] | None:
         """The branch's metrics, or None if it has not completed (or they
         are damaged: the branch then trains again)."""
-        return _read_or_none(read_json, self._file(round_index, branch, "metrics.json"),
+        return _read_or_none(read_metrics, self._file(round_index, branch, "metrics.json"),
                              "the branch trains again")
 
     def forget(self, round_index: int, branch: str = TICKET) -> None:
@@ -135,13 +155,13 @@ class RunDir:
     def weights(self, round_index: int, branch: str = TICKET) -> WeightSnapshot | None:
         """The trained weights of a branch (a round's ticket by default), or
         None if missing or damaged."""
-        return _read_or_none(WeightSnapshot.load, self._file(round_index, branch, "weights.npz"),
+        return _read_or_none(read_snapshot, self._file(round_index, branch, "weights.npz"),
                              "the branch trains again")
 
     def dense_weights_at(self, step: int) -> WeightSnapshot | None:
         """The dense network's stored weights after `step` steps
         (`theta_k<step>.npz`), or None if missing or damaged."""
-        return _read_or_none(WeightSnapshot.load, self._theta_path(step),
+        return _read_or_none(read_snapshot, self._theta_path(step),
                              "they are trained again")
 
     def save_dense_weights_at(self, snapshot: WeightSnapshot) -> None:
@@ -155,13 +175,15 @@ class RunDir:
         """Metrics of every completed branch, ticket and controls."""
         found = glob.glob(os.path.join(self.path, "round_*", "metrics.json"))
         found += glob.glob(os.path.join(self.path, "round_*", "*", "metrics.json"))
-        read = (_read_or_none(read_json, p, "the branch trains again") for p in found)
+        read = (_read_or_none(read_metrics, p, "the branch trains again") for p in found)
         return sorted((m for m in read if m is not None), key=lambda m: (m["round"], m["branch"]))
 
     def completed_rounds(self) -> list[int]:
-        """Indices of rounds whose ticket branch is complete."""
+        """Indices of rounds whose ticket branch is complete (its metrics
+        readable)."""
         found = glob.glob(os.path.join(self.path, "round_*", "metrics.json"))
-        return sorted(int(os.path.basename(os.path.dirname(p))[6:]) for p in found)
+        rounds = sorted(int(os.path.basename(os.path.dirname(p))[6:]) for p in found)
+        return [r for r in rounds if self.metrics(r) is not None]
 
     def adopt_dense_round(self, source: RunDir) -> None:
         """Copies the dense round and rewind point of a run that differs
@@ -196,7 +218,7 @@ class RunDir:
 
     def initialization(self) -> WeightSnapshot | None:
         """The stored θ0 of a model of your own, or None."""
-        return _read_or_none(WeightSnapshot.load, os.path.join(self.path, "init.npz"),
+        return _read_or_none(read_snapshot, os.path.join(self.path, "init.npz"),
                              "θ0 is taken from the freshly built model")
 
     def save_initialization(self, snapshot: WeightSnapshot) -> None:
@@ -210,7 +232,7 @@ class RunDir:
     def rewind_point(self) -> WeightSnapshot | None:
         """The stored rewind point, or None (also when damaged: the dense
         round then takes it again)."""
-        return _read_or_none(WeightSnapshot.load, self.rewind_path,
+        return _read_or_none(read_snapshot, self.rewind_path,
                              "the rewind point is taken again")
 
     def save_rewind_point(self, snapshot: WeightSnapshot) -> None:
@@ -267,6 +289,113 @@ def config_at(path: str) -> LotteryConfig:
     where = os.path.abspath(path)
     return dataclasses.replace(RunDir.load(path).config, logdir=os.path.dirname(where),
                                name=os.path.basename(where))
+
+
+def read_config(path: str) -> LotteryConfig:
+    """A run's `config.json`; valid JSON that is not a config is damage too.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The configuration.
+
+    Raises:
+        CorruptFileError: if it is damaged or not a `LotteryConfig`.
+
+    Example:
+    >>> read_config("runs/my_run/config.json").rounds
+    """
+    values = read_json(path)
+    try:
+        if not isinstance(values, dict) or not {"steps", "seed"} <= set(values):
+            raise ValueError(f"no 'steps' and 'seed' in {json.dumps(values)[:80]}")
+        return LotteryConfig.from_dict(values)
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise CorruptFileError(
+            path, f"it is valid JSON but not a run's configuration ({error}); rerunning the "
+            "search writes it again"
+        ) from error
+
+
+def read_snapshot(path: str) -> WeightSnapshot:
+    """`WeightSnapshot.load(path)`, an `.npz` that is not a snapshot (another
+    valid archive in its place) being damage too.
+
+    Args:
+        path: a `weights.npz`, `rewind.npz`, `init.npz` or `theta_k*.npz`.
+
+    Returns:
+        The snapshot.
+
+    Raises:
+        CorruptFileError: if the file is damaged or holds other arrays.
+
+    Example:
+    >>> read_snapshot("runs/my_run/round_01/weights.npz").step
+    """
+    try:
+        return WeightSnapshot.load(path)
+    except (KeyError, TypeError, IndexError) as error:
+        raise CorruptFileError(
+            path, f"it is a readable .npz but not a weight snapshot (missing {error})"
+        ) from error
+
+
+# Keys every branch's metrics.json has (RunDir.complete writes them).
+METRICS_KEYS = ("round", "branch", "percent_remaining", "early_stop_step", "history")
+
+
+def read_metrics(path: str) -> dict[str, Any]:
+    """A branch's `metrics.json`; valid JSON of another shape (`{}`, a list)
+    is damage too.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The metrics.
+
+    Raises:
+        CorruptFileError: if it is damaged or lacks the keys `METRICS_KEYS`.
+
+    Example:
+    >>> read_metrics("runs/my_run/round_01/metrics.json")["round"]
+    1
+    """
+    metrics = read_json(path)
+    missing = [k for k in METRICS_KEYS if not isinstance(metrics, dict) or k not in metrics]
+    if missing:
+        raise CorruptFileError(
+            path, f"it is valid JSON but not a branch's metrics (missing {missing}; "
+            f"received: {json.dumps(metrics)[:80]})"
+        )
+    return metrics
+
+
+def remove_stale_temporaries(path: str) -> list[str]:
+    """Removes the temporary files (`.<name>.<random>.tmp`, and
+    `.model.partial.keras` of older versions) that writes interrupted by a
+    kill left in a run directory. Call it holding the run's lock.
+
+    Args:
+        path: the run directory.
+
+    Returns:
+        The removed paths.
+
+    Example:
+    >>> remove_stale_temporaries("runs/my_run")
+    []
+    """
+    found = glob.glob(os.path.join(path, "**", ".*.tmp*"), recursive=True)
+    found += glob.glob(os.path.join(path, "**", ".model.partial.keras"), recursive=True)
+    removed = []
+    for stale in sorted(set(found)):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(stale)
+            removed.append(stale)
+    return removed
 
 
 def _read_or_none(read, path: str, consequence: str):

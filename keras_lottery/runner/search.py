@@ -14,12 +14,14 @@ import contextlib
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
 
 from keras_lottery import compat
+from keras_lottery.files import CorruptFileError, atomic_path, check_zip
 from keras_lottery.masking import leaf_layers, prunable
 from keras_lottery.runner.config import LotteryConfig
 from keras_lottery.runner.engine import Engine, LotteryResult, run_lock
@@ -404,14 +406,21 @@ def _strategy(strategy: Any):
 
 def _save_model(model: keras.Model, run_dir: RunDir) -> None:
     """Saves the masked model at θ0 as `model.keras` when Keras can, so
-    `report` and `export` rebuild it without importing the user's code."""
+    `report` and `export` rebuild it without importing the user's code.
+    A `model.keras` that is there but damaged is written again (warned)."""
     path = os.path.join(run_dir.path, "model.keras")
-    if not run_dir.writable or os.path.exists(path):
+    if not run_dir.writable:
         return
-    partial = os.path.join(run_dir.path, ".model.partial.keras")
+    if os.path.exists(path):
+        try:
+            check_zip(path)
+            return
+        except CorruptFileError as error:
+            warnings.warn(f"{error.path} is damaged ({error.reason}): it is written again.",
+                          stacklevel=3)
     try:
-        model.save(partial)
-        os.replace(partial, path)
+        with atomic_path(path, suffix=".tmp.keras") as tmp:
+            model.save(tmp)
     except Exception:  # noqa: BLE001 - a model Keras cannot serialize
-        if os.path.exists(partial):
-            os.remove(partial)
+        if os.path.exists(path):  # the damaged one must not stay
+            os.remove(path)

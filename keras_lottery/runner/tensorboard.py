@@ -56,13 +56,15 @@ def histogram_buckets(values: Any, buckets: int = HISTOGRAM_BUCKETS) -> np.ndarr
     """The `[buckets, 3]` rows `(left edge, right edge, count)` TensorFlow 2.21's
     `tf.summary.histogram` computes: equal-width buckets from the minimum to
     the maximum (the maximum in the last), all of one value in the last
-    bucket with both edges at it, all zeros for no values.
+    bucket with both edges at it, all zeros for no values. NaN and infinite
+    values are left out (a diverged branch's weights must not break its log).
 
     Example:
-    >>> histogram_buckets([0.0, 1.0, 1.0], buckets=2)[:, 2]
+    >>> histogram_buckets([0.0, 1.0, 1.0, float("nan")], buckets=2)[:, 2]
     array([1., 2.])
     """
     data = np.asarray(values, dtype=np.float64).reshape(-1)
+    data = data[np.isfinite(data)]
     if data.size == 0:
         return np.zeros((buckets, 3))
     low, high = float(data.min()), float(data.max())
