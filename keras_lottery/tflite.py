@@ -23,7 +23,7 @@ def convert(model: keras.Model, sparse: bool = False, int8: bool = False,
     """A plain Keras model as a TFLite flatbuffer.
 
     Args:
-        model: a model without `MaskedLayer`s (`strip()` or `compact()` it).
+        model: a model without masks (`strip()` or `compact()` it).
         sparse: encode sparse weight tensors sparsely
             (`tf.lite.Optimize.EXPERIMENTAL_SPARSITY`), each float tensor in
             the smaller of TFLite's two layouts
