@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from keras_lottery.compat import import_tensorflow
-from keras_lottery.rewind import WeightSnapshot, snapshot_weights
+from keras_lottery.rewind import WeightSnapshot, rewindable_weights, snapshot_weights
 from keras_lottery.runner import pipeline
 from keras_lottery.runner.checkpoint import BranchState
 from keras_lottery.runner.config import LotteryConfig
@@ -169,6 +169,15 @@ class LoopTrainer:
             name: pipeline.eval_batches(x, y, splits.stats)
             for name, (x, y) in splits.evals.items()
         }
+        # The splits evaluated at every evaluation: all of them with
+        # `config.test_curves`, else the monitored one only; the others are
+        # evaluated at the early-stop and the last record, which is all that
+        # the branch's metrics read of them.
+        monitored = _monitored_split(config.monitor, self._evals)
+        self._every_time = (tuple(self._evals) if config.test_curves or monitored is None
+                            else (monitored,))
+        self._best: dict[str, float] | None = None  # the early-stop record so far
+        self._best_weights: WeightSnapshot | None = None  # its weights, if not yet evaluated
 
     def _make_train_fn(self) -> Callable:
         model, optimizer, strategy = self.model, self.optimizer, self.strategy
@@ -203,10 +212,12 @@ class LoopTrainer:
         hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32))
         return loss, hits
 
-    def evaluate(self) -> dict[str, float]:
-        """Loss and accuracy on every evaluation split."""
+    def evaluate(self, names: tuple[str, ...] | None = None) -> dict[str, float]:
+        """Loss and accuracy on every evaluation split (or on those named)."""
         results = {}
         for name, batches in self._evals.items():
+            if names is not None and name not in names:
+                continue
             loss, hits, count = 0.0, 0.0, 0
             for images, labels in batches:
                 batch_loss, batch_hits = self._eval_fn(images, labels)
@@ -228,6 +239,9 @@ class LoopTrainer:
         """Continues from a checkpoint taken by `state()`."""
         state.restore(self.model, self.optimizer)
         self.step, self.history = state.step, [dict(h) for h in state.history]
+        self._best, self._best_weights = None, None
+        for record in self.history:  # complete: filled in before the checkpoint
+            self._track_best(record, None)
 
     def run(
         self,
@@ -296,9 +310,12 @@ class LoopTrainer:
                 if config.checkpoint_every and on_checkpoint and stop < end:
                     if stop // config.checkpoint_every > last_checkpoint:
                         last_checkpoint = stop // config.checkpoint_every
+                        self._complete_best(on_eval)  # a resumed branch has no best weights
                         on_checkpoint(self.state())
             if halt:
                 break
+        self._complete_last(on_eval)
+        self._complete_best(on_eval)
         return self.history
 
     @property
@@ -311,7 +328,7 @@ class LoopTrainer:
             "step": self.step,
             "train_loss": loss_sum / seen if seen else float("nan"),
             "train_accuracy": hits / seen if seen else float("nan"),
-            **self.evaluate(),
+            **self.evaluate(self._every_time),
         }
         self.history.append(record)
         if not all(is_finite(record[k]) for k in ("train_loss", "val_loss") if k in record
@@ -319,5 +336,60 @@ class LoopTrainer:
             self.diverged_at = self.step
         else:
             self.last_finite = snapshot_weights(self.model, step=self.step)
+        self._track_best(record, self.last_finite)
         if on_eval is not None:
             on_eval(record)
+
+    # The splits not evaluated every time -------------------------------------
+    def _lazy(self, record: dict[str, float]) -> tuple[str, ...]:
+        """The splits `record` still lacks."""
+        return tuple(name for name in self._evals if f"{name}_loss" not in record)
+
+    def _track_best(self, record: dict[str, float], weights: WeightSnapshot | None) -> None:
+        """Keeps the record early stopping would pick so far (the first
+        best finite `monitor` value, as `early_stop` picks it) and, while
+        it lacks splits, its weights."""
+        value = record.get(self.config.monitor)
+        if not is_finite(value):
+            return
+        sign = -1.0 if self.config.maximize else 1.0
+        if self._best is None or sign * value < sign * self._best[self.config.monitor]:
+            self._best = record
+            lacking = self._lazy(record)
+            if lacking and (weights is None or weights.step != record["step"]):
+                here = record["step"] == self.step  # else (resumed) its weights are gone
+                weights = snapshot_weights(self.model, step=self.step) if here else None
+            self._best_weights = weights if lacking else None
+
+    def _complete_last(self, on_eval) -> None:
+        """Evaluates the splits the last record lacks, on the weights now."""
+        if self.history and self._lazy(self.history[-1]):
+            self._fill(self.history[-1], on_eval)
+
+    def _complete_best(self, on_eval) -> None:
+        """Evaluates the splits the early-stop record lacks, on its weights."""
+        best = self._best
+        if best is None or not self._lazy(best) or self._best_weights is None:
+            return
+        variables = rewindable_weights(self.model)
+        now = [keras.ops.convert_to_numpy(v) for v in variables]
+        for variable, value in zip(variables, self._best_weights.values):
+            variable.assign(value)
+        try:
+            self._fill(best, on_eval)
+        finally:
+            for variable, value in zip(variables, now):
+                variable.assign(value)
+        self._best_weights = None
+
+    def _fill(self, record: dict[str, float], on_eval) -> None:
+        values = self.evaluate(self._lazy(record))
+        record.update(values)
+        if on_eval is not None:
+            on_eval({"step": record["step"], **values})
+
+
+def _monitored_split(monitor: str, splits) -> str | None:
+    """The evaluation split whose key `monitor` is (`val` for `val_loss`)."""
+    matches = [name for name in splits if monitor.startswith(f"{name}_")]
+    return max(matches, key=len) if matches else None
