@@ -165,12 +165,20 @@ def install_preset() -> None:
     trainer = loop_trainer.LoopTrainer
     original_init, original_make = trainer.__init__, trainer._make_train_fn
 
+    per_split = hasattr(trainer, "_evaluate_split")  # after issue 22; before: pipelines
+    if per_split:
+        patch_methods(trainer, lambda self, name: f"evaluation: {name}",
+                      names=["_evaluate_split"])
+        patch_methods(loop_trainer.Splits, "data: splits, normalization, pipelines",
+                      names=["standardized"])
+
     def init(self, *args, **kwargs):
         PROFILER.enter("trainer set-up (optimizer, tf.functions)")
         try:
             original_init(self, *args, **kwargs)
-            self._evals = {name: PROFILER.iterate(batches, f"evaluation: {name}")
-                           for name, batches in self._evals.items()}
+            if not per_split:
+                self._evals = {name: PROFILER.iterate(batches, f"evaluation: {name}")
+                               for name, batches in self._evals.items()}
         finally:
             PROFILER.exit()
 

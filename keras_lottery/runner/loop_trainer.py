@@ -44,6 +44,7 @@ class _NoRetracingWarning(logging.Filter):
 
 
 _QUIET_RETRACING = _NoRetracingWarning()
+_EVAL_BATCH = 1000  # examples per evaluation batch (the sums depend on it, in the last bits)
 
 
 @keras.saving.register_keras_serializable(package="keras_lottery")
@@ -117,6 +118,18 @@ class Splits:
     y_train: np.ndarray
     evals: dict[str, tuple[np.ndarray, np.ndarray]]
     stats: tuple[np.ndarray, np.ndarray]
+    _standardized: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    def standardized(self, name: str) -> tuple[tf.Tensor, tf.Tensor]:
+        """The evaluation split `name` as one tensor of float32 images,
+        standardized like the training data, and one of int64 labels; made
+        once per run (on first use), shared by every branch's trainer."""
+        if name not in self._standardized:
+            x, y = self.evals[name]
+            batches = pipeline.eval_batches(x, y, self.stats)
+            images = tf.concat([images for images, _ in batches], axis=0)
+            self._standardized[name] = (images, tf.constant(y.astype("int64")))
+        return self._standardized[name]
 
     @classmethod
     def from_dataset(cls, data, train_eval_examples: int) -> Splits:
@@ -164,11 +177,8 @@ class LoopTrainer:
             from_logits=True, reduction=None
         )
         self._train_fn = self._make_train_fn()
-        self._eval_fn = tf.function(self._eval_batch)
-        self._evals = {
-            name: pipeline.eval_batches(x, y, splits.stats)
-            for name, (x, y) in splits.evals.items()
-        }
+        self._eval_fn = tf.function(self._eval_split)
+        self._evals = tuple(splits.evals)
         # The splits evaluated at every evaluation: all of them with
         # `config.test_curves`, else the monitored one only; the others are
         # evaluated at the early-stop and the last record, which is all that
@@ -206,25 +216,34 @@ class LoopTrainer:
 
         return train_fn
 
-    def _eval_batch(self, images, labels):
-        logits = self.model(images, training=False)
-        loss = tf.reduce_sum(self._loss(labels, logits))
-        hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32))
+    def _eval_split(self, images, labels):
+        """Summed loss and hits over a split, in batches of `_EVAL_BATCH`,
+        in one call: the sums add up in float64 batch by batch, as they
+        would on the host."""
+        loss, hits = tf.constant(0.0, tf.float64), tf.constant(0.0, tf.float64)
+        for start in tf.range(0, tf.shape(labels)[0], _EVAL_BATCH):
+            batch_labels = labels[start:start + _EVAL_BATCH]
+            logits = self.model(images[start:start + _EVAL_BATCH], training=False)
+            batch_loss = tf.reduce_sum(self._loss(batch_labels, logits))
+            batch_hits = tf.reduce_sum(
+                tf.cast(tf.equal(tf.argmax(logits, -1), batch_labels), tf.float32))
+            loss += tf.cast(batch_loss, tf.float64)
+            hits += tf.cast(batch_hits, tf.float64)
         return loss, hits
 
     def evaluate(self, names: tuple[str, ...] | None = None) -> dict[str, float]:
         """Loss and accuracy on every evaluation split (or on those named)."""
         results = {}
-        for name, batches in self._evals.items():
-            if names is not None and name not in names:
-                continue
-            loss, hits, count = 0.0, 0.0, 0
-            for images, labels in batches:
-                batch_loss, batch_hits = self._eval_fn(images, labels)
-                loss, hits, count = loss + float(batch_loss), hits + float(batch_hits), count + len(labels)
-            results[f"{name}_loss"] = loss / count
-            results[f"{name}_accuracy"] = hits / count
+        for name in self._evals:
+            if names is None or name in names:
+                results.update(self._evaluate_split(name))
         return results
+
+    def _evaluate_split(self, name: str) -> dict[str, float]:
+        images, labels = self.splits.standardized(name)
+        loss, hits = self._eval_fn(images, labels)
+        count = int(labels.shape[0])
+        return {f"{name}_loss": float(loss) / count, f"{name}_accuracy": float(hits) / count}
 
     def reseed(self, seed: int) -> None:
         """Trains on the pipeline order of `seed` from now on (it is built
