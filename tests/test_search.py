@@ -79,7 +79,7 @@ def test_digits_rounds_controls_and_a_user_callback_in_every_branch(tmp_path, di
     train, val, test = digits
     counter = BatchCounter()
     search = _search(tmp_path, digits_mlp(), rounds=2, rates={"out": 0.1},
-                     controls=("random_reinit", "random_prune", "lr_rewind"))
+                     controls=("random_reinit", "random_prune", "lr_rewind"), test_curves=True)
     result = search.fit(train, validation_data=val, test_data=test, steps=60, eval_every=20,
                         batch_size=32, callbacks=[counter])
     assert len(result.rows) == 1 + 2 * 4
@@ -104,6 +104,30 @@ def test_digits_rounds_controls_and_a_user_callback_in_every_branch(tmp_path, di
     events = EventAccumulator(glob.glob(f"{result.run_dir}/round_01/random_reinit/events*")[0])
     events.Reload()
     assert {"val/accuracy", "test/loss", "train/loss"} <= set(events.Tags()["tensors"])
+
+
+def test_test_split_is_evaluated_at_early_stop_and_end_unless_test_curves(tmp_path, digits):
+    train, val, test = digits
+    counter = BatchCounter()
+    runs = {}
+    for curves in (False, True):
+        search = _search(tmp_path / str(curves), digits_mlp(), rounds=1, checkpoint_every=40,
+                         test_curves=curves)
+        runs[curves] = search.fit(train, validation_data=val, test_data=test, steps=100,
+                                  eval_every=20, batch_size=32,
+                                  callbacks=[counter] if not curves else [])
+    lazy, full = runs[False], runs[True]
+    assert os.path.basename(lazy.run_dir) == os.path.basename(full.run_dir)  # not hashed
+    for a, b in zip(lazy.rows, full.rows):
+        assert a["early_stop_step"] == b["early_stop_step"]
+        summary = {k: v for k, v in a.items() if k.endswith(("_at_early_stop", "_final"))}
+        assert len(summary) == 12
+        np.testing.assert_allclose([summary[k] for k in summary], [b[k] for k in summary],
+                                   rtol=1e-6)
+        assert all("test_loss" in h for h in b["history"])
+        tested = [h["step"] for h in a["history"] if "test_loss" in h]
+        assert a["early_stop_step"] in tested and tested[-1] == 100 and len(tested) <= 4
+    assert all("val_loss" in logs for logs in counter.epoch_logs)
 
 
 def test_regression_with_its_own_loss_metric_and_monitor(tmp_path, diabetes):

@@ -42,7 +42,7 @@ _NOT_HASHED = ("logdir", "data_dir", "strategy", "verbose", "name", "checkpoint_
 # with its own optimizer, and brings its own data.
 PRESET_ONLY = ("dataset", "optimizer", "learning_rate", "momentum", "weight_decay",
                "lr_milestones", "lr_gamma", "warmup_steps", "train_eval_examples", "dropout",
-               "augment", "validation", "classes", "data_dir", "test_curves")
+               "augment", "validation", "classes", "data_dir")
 
 
 @dataclasses.dataclass
@@ -97,7 +97,7 @@ class LotteryConfig:
         eval_every: evaluate validation and test sets every this many steps.
         train_eval_examples: size of the fixed training subset evaluated
             alongside (for train-vs-test accuracy); 0 disables it.
-        test_curves: (presets) evaluate every split (test and the training
+        test_curves: evaluate every split (test and the training
             subset too) at every evaluation, for their per-step curves in
             TensorBoard and the history. By default (False) only the
             monitored split (validation) is evaluated every `eval_every`

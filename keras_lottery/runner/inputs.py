@@ -33,7 +33,7 @@ import contextlib
 import dataclasses
 import hashlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import keras
@@ -401,10 +401,14 @@ class SearchData:
                                               for k, v in sorted(self.evals.items())]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
 
-    def evaluate(self, model: keras.Model) -> dict[str, float]:
-        """Every split's compiled metrics, keyed `<split>_<metric>`."""
+    def evaluate(self, model: keras.Model,
+                 names: Sequence[str] | None = None) -> dict[str, float]:
+        """Every split's (or the named splits') compiled metrics, keyed
+        `<split>_<metric>`."""
         record = {}
         for split, data in self.evals.items():
+            if names is not None and split not in names:
+                continue
             record.update({f"{split}_{k}": v
                            for k, v in data.evaluate(model, self.eval_batch_size).items()})
         return record

@@ -25,12 +25,13 @@ import keras
 import numpy as np
 
 from keras_lottery.compat import import_tensorflow
-from keras_lottery.rewind import WeightSnapshot, rewindable_weights, snapshot_weights
+from keras_lottery.rewind import WeightSnapshot, snapshot_weights
 from keras_lottery.runner import pipeline
 from keras_lottery.runner.checkpoint import BranchState
 from keras_lottery.runner.config import LotteryConfig
 from keras_lottery.runner.distribute import peer_failures_reported
 from keras_lottery.runner.early_stop import is_finite
+from keras_lottery.runner.evaluation import SplitSchedule
 
 tf = import_tensorflow("The presets' driver (find_ticket, keras-lottery run --preset)")
 
@@ -179,15 +180,10 @@ class LoopTrainer:
         self._train_fn = self._make_train_fn()
         self._eval_fn = tf.function(self._eval_split)
         self._evals = tuple(splits.evals)
-        # The splits evaluated at every evaluation: all of them with
-        # `config.test_curves`, else the monitored one only; the others are
-        # evaluated at the early-stop and the last record, which is all that
-        # the branch's metrics read of them.
-        monitored = _monitored_split(config.monitor, self._evals)
-        self._every_time = (tuple(self._evals) if config.test_curves or monitored is None
-                            else (monitored,))
-        self._best: dict[str, float] | None = None  # the early-stop record so far
-        self._best_weights: WeightSnapshot | None = None  # its weights, if not yet evaluated
+        # Validation every time; test and the train subset where the metrics
+        # read them (`runner.evaluation`).
+        self._schedule = SplitSchedule(self._evals, config.monitor, config.maximize,
+                                       every_time=config.test_curves)
 
     def _make_train_fn(self) -> Callable:
         model, optimizer, strategy = self.model, self.optimizer, self.strategy
@@ -258,9 +254,7 @@ class LoopTrainer:
         """Continues from a checkpoint taken by `state()`."""
         state.restore(self.model, self.optimizer)
         self.step, self.history = state.step, [dict(h) for h in state.history]
-        self._best, self._best_weights = None, None
-        for record in self.history:  # complete: filled in before the checkpoint
-            self._track_best(record, None)
+        self._schedule.restart(self.history, self.model, self.step)
 
     def run(
         self,
@@ -329,12 +323,11 @@ class LoopTrainer:
                 if config.checkpoint_every and on_checkpoint and stop < end:
                     if stop // config.checkpoint_every > last_checkpoint:
                         last_checkpoint = stop // config.checkpoint_every
-                        self._complete_best(on_eval)  # a resumed branch has no best weights
+                        self._schedule.complete_best(self.model, self.evaluate, on_eval)
                         on_checkpoint(self.state())
             if halt:
                 break
-        self._complete_last(on_eval)
-        self._complete_best(on_eval)
+        self._schedule.complete(self.history, self.model, self.evaluate, on_eval)
         return self.history
 
     @property
@@ -347,7 +340,7 @@ class LoopTrainer:
             "step": self.step,
             "train_loss": loss_sum / seen if seen else float("nan"),
             "train_accuracy": hits / seen if seen else float("nan"),
-            **self.evaluate(self._every_time),
+            **self.evaluate(self._schedule.each),
         }
         self.history.append(record)
         if not all(is_finite(record[k]) for k in ("train_loss", "val_loss") if k in record
@@ -355,60 +348,6 @@ class LoopTrainer:
             self.diverged_at = self.step
         else:
             self.last_finite = snapshot_weights(self.model, step=self.step)
-        self._track_best(record, self.last_finite)
+        self._schedule.track(record, self.model, self.step, self.last_finite)
         if on_eval is not None:
             on_eval(record)
-
-    # The splits not evaluated every time -------------------------------------
-    def _lazy(self, record: dict[str, float]) -> tuple[str, ...]:
-        """The splits `record` still lacks."""
-        return tuple(name for name in self._evals if f"{name}_loss" not in record)
-
-    def _track_best(self, record: dict[str, float], weights: WeightSnapshot | None) -> None:
-        """Keeps the record early stopping would pick so far (the first
-        best finite `monitor` value, as `early_stop` picks it) and, while
-        it lacks splits, its weights."""
-        value = record.get(self.config.monitor)
-        if not is_finite(value):
-            return
-        sign = -1.0 if self.config.maximize else 1.0
-        if self._best is None or sign * value < sign * self._best[self.config.monitor]:
-            self._best = record
-            lacking = self._lazy(record)
-            if lacking and (weights is None or weights.step != record["step"]):
-                here = record["step"] == self.step  # else (resumed) its weights are gone
-                weights = snapshot_weights(self.model, step=self.step) if here else None
-            self._best_weights = weights if lacking else None
-
-    def _complete_last(self, on_eval) -> None:
-        """Evaluates the splits the last record lacks, on the weights now."""
-        if self.history and self._lazy(self.history[-1]):
-            self._fill(self.history[-1], on_eval)
-
-    def _complete_best(self, on_eval) -> None:
-        """Evaluates the splits the early-stop record lacks, on its weights."""
-        best = self._best
-        if best is None or not self._lazy(best) or self._best_weights is None:
-            return
-        variables = rewindable_weights(self.model)
-        now = [keras.ops.convert_to_numpy(v) for v in variables]
-        for variable, value in zip(variables, self._best_weights.values):
-            variable.assign(value)
-        try:
-            self._fill(best, on_eval)
-        finally:
-            for variable, value in zip(variables, now):
-                variable.assign(value)
-        self._best_weights = None
-
-    def _fill(self, record: dict[str, float], on_eval) -> None:
-        values = self.evaluate(self._lazy(record))
-        record.update(values)
-        if on_eval is not None:
-            on_eval({"step": record["step"], **values})
-
-
-def _monitored_split(monitor: str, splits) -> str | None:
-    """The evaluation split whose key `monitor` is (`val` for `val_loss`)."""
-    matches = [name for name in splits if monitor.startswith(f"{name}_")]
-    return max(matches, key=len) if matches else None
