@@ -120,6 +120,14 @@ class Splits:
     evals: dict[str, tuple[np.ndarray, np.ndarray]]
     stats: tuple[np.ndarray, np.ndarray]
     _standardized: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+    _train: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def train_tensors(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """The training images (uint8) and int64 labels as tensors, made
+        once per run and shared by every branch's training stream."""
+        if self._train is None:
+            self._train = (tf.constant(self.x_train), tf.constant(self.y_train.astype("int64")))
+        return self._train
 
     def standardized(self, name: str) -> tuple[tf.Tensor, tf.Tensor]:
         """The evaluation split `name` as one tensor of float32 images,
@@ -293,7 +301,7 @@ class LoopTrainer:
         if on_progress is not None:  # finer chunks only to refresh the bar
             stops.update(range(self.step + 1, end, max(1, every // 5)))
         batches = pipeline.train_batches(
-            self.splits.x_train, self.splits.y_train, config.batch_size, config.seed,
+            *self.splits.train_tensors(), config.batch_size, config.seed,
             start_step=self.step, augment=config.augment, stats=self.splits.stats,
         )
         iterator = iter(self.strategy.experimental_distribute_dataset(batches))

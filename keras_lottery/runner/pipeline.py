@@ -87,8 +87,10 @@ def train_batches(
     """The endless, shuffled training stream from step `start_step` on.
 
     Args:
-        x: uint8 images (N, H, W, C).
-        y: integer labels (N,).
+        x: uint8 images (N, H, W, C), NumPy or a tensor (a run converts
+            them once for all its branches: a conversion holds about twice
+            the array's size).
+        y: integer labels (N,), NumPy or an int64 tensor.
         batch_size: global batch size.
         seed: shuffle (and augmentation) seed.
         start_step: number of batches to skip (resuming).
@@ -101,9 +103,10 @@ def train_batches(
     Example:
     >>> batches = train_batches(x_train, y_train, batch_size=60, seed=0)
     """
-    mean, std = stats if stats is not None else normalizer(x)
-    images, labels = tf.constant(x), tf.constant(y.astype("int64"))
-    n = len(x)
+    mean, std = stats if stats is not None else normalizer(np.asarray(x))
+    images = x if tf.is_tensor(x) else tf.constant(x)
+    labels = y if tf.is_tensor(y) else tf.constant(y.astype("int64"))
+    n = int(images.shape[0])
     if batch_size > n:
         raise ValueError(
             f"batch_size must be at most the number of training examples ({n}). "
