@@ -105,6 +105,7 @@ class TrainData:
     kind: str  # "arrays", "tf.data", "pydataset", "generator" or "dataloader"
     batch_size: int | None
     seed: int
+    _tensors: Any = dataclasses.field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, train: Any, batch_size: int | None, seed: int) -> TrainData:
@@ -162,8 +163,18 @@ class TrainData:
         if self.kind == "dataloader":
             return _dataloader_stream(self.source, self.seed, start)
         if keras.backend.backend() == "tensorflow":
-            return _tf_array_stream(self.source, self.batch_size, self.seed, start)
+            return _tf_array_stream(self._tf_tensors(), self.batch_size, self.seed, start)
         return _array_stream(self.source, self.batch_size, self.seed, start)
+
+    def _tf_tensors(self) -> Any:
+        """The NumPy arrays as TensorFlow tensors, converted once for every
+        branch's stream (a conversion holds about twice the array's size)."""
+        if self._tensors is None:
+            import tensorflow as tf
+
+            arrays = keras.tree.map_structure(np.asarray, keras.tree.lists_to_tuples(self.source))
+            object.__setattr__(self, "_tensors", tf.nest.map_structure(tf.constant, arrays))
+        return self._tensors
 
     def fingerprint(self) -> str:
         """A short hash of what the data is (NumPy: the bytes; else its spec)."""
@@ -188,18 +199,17 @@ def _epoch_orders(n: int, batch_size: int, seed: int, start: int) -> Iterator[np
         epoch, position = epoch + 1, 0
 
 
-def _tf_array_stream(arrays: tuple, batch_size: int, seed: int, start: int) -> Any:
+def _tf_array_stream(tensors: Any, batch_size: int, seed: int, start: int) -> Any:
     """The batches of `_array_stream`, gathered inside a `tf.data` pipeline.
 
     Python only draws each epoch's permutation (one call per epoch); the
-    arrays live in TensorFlow and batches are gathered in parallel, as fast
-    as `model.fit(x, y)` reads arrays.
+    arrays live in TensorFlow (`tensors`, the NumPy arrays converted) and
+    batches are gathered in parallel, as fast as `model.fit(x, y)` reads
+    arrays.
     """
     import tensorflow as tf
 
-    n = _length(arrays, "the training data")
-    tensors = tf.nest.map_structure(
-        tf.constant, keras.tree.map_structure(np.asarray, keras.tree.lists_to_tuples(arrays)))
+    n = int(tf.nest.flatten(tensors)[0].shape[0])
     indices = tf.data.Dataset.from_generator(
         lambda: _epoch_orders(n, batch_size, seed, start),
         output_signature=tf.TensorSpec((None, batch_size), tf.int64),
