@@ -161,6 +161,11 @@ class LoopTrainer:
         splits: the run's data.
         start: the global step the branch starts at (the learning-rate
             schedule continues from there).
+        compiled: a dict the trainers of one run share (one model, one
+            config): each branch still gets a fresh optimizer, but one
+            whose variables are reset to their initial values, so that its
+            traced step function (and the evaluation function) is reused
+            instead of traced again, once per learning-rate offset.
 
     Example:
     >>> trainer = LoopTrainer(model, config, strategy, splits, start=0)
@@ -168,7 +173,8 @@ class LoopTrainer:
     """
 
     def __init__(self, model: keras.Model, config: LotteryConfig,
-                 strategy: tf.distribute.Strategy, splits: Splits, start: int = 0):
+                 strategy: tf.distribute.Strategy, splits: Splits, start: int = 0,
+                 compiled: dict | None = None):
         self.model, self.config, self.strategy, self.splits = model, config, strategy, splits
         if _QUIET_RETRACING not in tf.get_logger().filters:
             tf.get_logger().addFilter(_QUIET_RETRACING)
@@ -179,14 +185,22 @@ class LoopTrainer:
         # Wall time and count of training steps, leaving out the first call
         # (which traces and compiles the step function).
         self.train_seconds, self.timed_steps, self._calls = 0.0, 0, 0
-        with strategy.scope():
-            self.optimizer = make_optimizer(config, offset=start)
-            self.optimizer.build(model.trainable_variables)
         self._loss = keras.losses.SparseCategoricalCrossentropy(
             from_logits=True, reduction=None
         )
-        self._train_fn = self._make_train_fn()
-        self._eval_fn = tf.function(self._eval_split)
+        compiled = {} if compiled is None else compiled
+        if start in compiled:  # a fresh optimizer: its state as built
+            self.optimizer, self._train_fn, initial = compiled[start]
+            for variable, value in zip(self.optimizer.variables, initial):
+                variable.assign(value)
+        else:
+            with strategy.scope():
+                self.optimizer = make_optimizer(config, offset=start)
+                self.optimizer.build(model.trainable_variables)
+            initial = [keras.ops.convert_to_numpy(v) for v in self.optimizer.variables]
+            self._train_fn = self._make_train_fn()
+            compiled[start] = (self.optimizer, self._train_fn, initial)
+        self._eval_fn = compiled.setdefault("eval", tf.function(self._eval_split))
         self._evals = tuple(splits.evals)
         # Validation every time; test and the train subset where the metrics
         # read them (`runner.evaluation`).
