@@ -99,6 +99,34 @@ class Profiler:
 PROFILER = Profiler()
 
 
+class MemorySampler:
+    """The largest resident set size seen while each category was innermost
+    (sampled every `interval` seconds from a thread)."""
+
+    def __init__(self, interval: float = 0.02):
+        import threading
+
+        import psutil
+
+        self.peaks: dict[str, float] = {}
+        self._process, self._interval = psutil.Process(), interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            stack = PROFILER.stack
+            category = stack[-1][0] if stack else "other (engine, Python, not timed)"
+            rss = self._process.memory_info().rss / 2**20
+            self.peaks[category] = max(rss, self.peaks.get(category, 0.0))
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        return self.peaks
+
+
 def patch_function(module_names, name: str, category) -> None:
     """Wraps the function `name` of the first module, and every loaded
     keras_lottery module that imported the same object under that name."""
@@ -234,6 +262,7 @@ def child(kind: str, logdir: str, out: str) -> None:
         from keras_lottery.runner import loop_trainer, pipeline, presets  # noqa: F401
     PROFILER.exit()
     install_common()
+    sampler = MemorySampler()
     if kind == "preset":
         install_preset()
         status = cli.main([*PRESET_ARGS, "--logdir", logdir])
@@ -273,18 +302,21 @@ def child(kind: str, logdir: str, out: str) -> None:
         json.dump({"kind": kind, "backend": keras.backend.backend(),
                    "wall_s": wall + before_script, "cpu_s": cpu,
                    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                   "categories": PROFILER.totals}, file, indent=1)
+                   "categories": PROFILER.totals, "peak_rss_mib_during": sampler.stop()},
+                  file, indent=1)
 
 
 def markdown(profile: dict) -> str:
     rows = sorted(profile["categories"].items(), key=lambda item: -item[1][0])
-    lines = [f"| category | wall s | % wall | CPU s | % CPU | calls |",
-             "|---|---|---|---|---|---|"]
+    peaks = profile.get("peak_rss_mib_during", {})
+    lines = ["| category | wall s | % wall | CPU s | % CPU | calls | peak RSS during, MiB |",
+             "|---|---|---|---|---|---|---|"]
     for name, (wall, cpu, calls) in rows:
+        peak = f"{peaks[name]:.0f}" if name in peaks else ""
         lines.append(f"| {name} | {wall:.2f} | {100 * wall / profile['wall_s']:.1f} | "
-                     f"{cpu:.2f} | {100 * cpu / profile['cpu_s']:.1f} | {calls or ''} |")
+                     f"{cpu:.2f} | {100 * cpu / profile['cpu_s']:.1f} | {calls or ''} | {peak} |")
     lines.append(f"| **total** | **{profile['wall_s']:.2f}** | 100 | **{profile['cpu_s']:.2f}**"
-                 f" | 100 | |")
+                 f" | 100 | | {profile['peak_rss_mib']:.0f} (peak) |")
     return "\n".join(lines)
 
 
