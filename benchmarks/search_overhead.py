@@ -3,7 +3,8 @@
 One contender is a plain `model.fit` of LeNet-300-100 on real Fashion-MNIST
 for `--steps` steps with the validation and test sets evaluated every
 `--eval-every` steps; the other is one round of `LotterySearch` (the dense
-round, `rounds=0`) on the same model, data, steps and evaluations, with
+round, `rounds=0`) on the same model, data, steps and evaluations
+(`test_curves=True`: the test set at every evaluation, as the plain fit), with
 everything the search does around training: the run directory, θ0 and the
 trained weights saved, checkpoints, TensorBoard events, early-stop
 tracking. Both evaluate before the first step too (the search's history,
@@ -94,7 +95,7 @@ def main(argv=None) -> int:
     def search(inputs, steps, every):
         def fit():
             shutil.rmtree(logdir, ignore_errors=True)
-            kl.LotterySearch(_build, rounds=0, logdir=logdir, verbose=0).fit(
+            kl.LotterySearch(_build, rounds=0, logdir=logdir, verbose=0, test_curves=True).fit(
                 inputs, val, test, steps=steps, eval_every=every, batch_size=batch)
         return fit
 

@@ -64,6 +64,24 @@ def test_early_stop_is_the_step_of_minimum_validation_loss(tmp_path, fashion_sma
     assert 0.5 < row["test_accuracy_final"] <= 1.0  # it learned something real
 
 
+def test_test_and_train_subset_are_evaluated_at_early_stop_and_end_unless_test_curves(
+        tmp_path, fashion_small):
+    lazy = kl.find_ticket(tiny_config(tmp_path / "lazy", rounds=1, steps=100,
+                                      checkpoint_every=40), fashion_small)
+    curves = kl.find_ticket(tiny_config(tmp_path / "curves", rounds=1, steps=100,
+                                        checkpoint_every=40, test_curves=True), fashion_small)
+    assert os.path.basename(lazy.run_dir) == os.path.basename(curves.run_dir)  # not hashed
+    for a, b in zip(lazy.rows, curves.rows):
+        summary = {k: v for k, v in a.items() if k.endswith(("_at_early_stop", "_final"))}
+        assert summary == {k: b[k] for k in summary} and len(summary) == 16
+        assert a["early_stop_step"] == b["early_stop_step"]
+        assert all("test_accuracy" in h and "train_eval_loss" in h for h in b["history"])
+        assert [h["val_loss"] for h in a["history"]] == [h["val_loss"] for h in b["history"]]
+        tested = [h["step"] for h in a["history"] if "test_accuracy" in h]
+        # the early-stop record, the last one, and the best at each checkpoint (40, 80)
+        assert a["early_stop_step"] in tested and tested[-1] == 100 and len(tested) <= 4
+
+
 def test_early_stop_summary_on_a_known_history():
     history = [
         {"step": 0, "val_loss": 2.0, "test_accuracy": 0.1},

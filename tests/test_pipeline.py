@@ -56,3 +56,15 @@ def test_batch_larger_than_the_data_is_an_error():
     x, y = _data(50)
     with pytest.raises(ValueError, match=r"batch_size must be at most the number of training examples \(50\). Received: batch_size=60"):
         pipeline.train_batches(x, y, 60, seed=0)
+
+
+def test_normalizer_matches_float64_mean_and_std_without_a_float_copy():
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1, 1, 1), (500, 8, 8, 1), (300, 6, 6, 3)]:
+        for x in (rng.integers(0, 256, shape, dtype=np.uint8),
+                  (rng.beta(0.5, 2, shape) * 255).astype(np.uint8)):
+            pixels = x.reshape(-1, x.shape[-1]).astype(np.float64) / 255.0
+            mean, std = pipeline.normalizer(x, chunk=1000)
+            assert mean.dtype == std.dtype == np.float32
+            np.testing.assert_array_equal(mean, pixels.mean(axis=0).astype(np.float32))
+            np.testing.assert_array_equal(std, pixels.std(axis=0).astype(np.float32))

@@ -63,7 +63,10 @@ def test_sigkill_mid_round_then_rerun_matches_uninterrupted_run(tmp_path, fashio
     for key in metrics_a:
         a, b = metrics_a[key], metrics_b[key]
         assert a["early_stop_step"] == b["early_stop_step"], key
+        # test values exist at the early-stop, checkpoint-best and last records
         for field in ("val_loss", "test_accuracy", "train_loss"):
-            np.testing.assert_allclose([h[field] for h in a["history"][1:]],
-                                       [h[field] for h in b["history"][1:]], rtol=1e-5, err_msg=key)
+            np.testing.assert_allclose([h.get(field, np.nan) for h in a["history"][1:]],
+                                       [h.get(field, np.nan) for h in b["history"][1:]],
+                                       rtol=1e-5, err_msg=key)
+        assert a["test_accuracy_at_early_stop"] == b["test_accuracy_at_early_stop"], key
     assert not glob.glob(f"{killed}/**/checkpoint.npz", recursive=True)

@@ -79,7 +79,7 @@ def test_digits_rounds_controls_and_a_user_callback_in_every_branch(tmp_path, di
     train, val, test = digits
     counter = BatchCounter()
     search = _search(tmp_path, digits_mlp(), rounds=2, rates={"out": 0.1},
-                     controls=("random_reinit", "random_prune", "lr_rewind"))
+                     controls=("random_reinit", "random_prune", "lr_rewind"), test_curves=True)
     result = search.fit(train, validation_data=val, test_data=test, steps=60, eval_every=20,
                         batch_size=32, callbacks=[counter])
     assert len(result.rows) == 1 + 2 * 4
@@ -106,6 +106,30 @@ def test_digits_rounds_controls_and_a_user_callback_in_every_branch(tmp_path, di
     events = EventAccumulator(glob.glob(f"{result.run_dir}/round_01/random_reinit/events*")[0])
     events.Reload()
     assert {"val/accuracy", "test/loss", "train/loss"} <= set(events.Tags()["tensors"])
+
+
+def test_test_split_is_evaluated_at_early_stop_and_end_unless_test_curves(tmp_path, digits):
+    train, val, test = digits
+    counter = BatchCounter()
+    runs = {}
+    for curves in (False, True):
+        search = _search(tmp_path / str(curves), digits_mlp(), rounds=1, checkpoint_every=40,
+                         test_curves=curves)
+        runs[curves] = search.fit(train, validation_data=val, test_data=test, steps=100,
+                                  eval_every=20, batch_size=32,
+                                  callbacks=[counter] if not curves else [])
+    lazy, full = runs[False], runs[True]
+    assert os.path.basename(lazy.run_dir) == os.path.basename(full.run_dir)  # not hashed
+    for a, b in zip(lazy.rows, full.rows):
+        assert a["early_stop_step"] == b["early_stop_step"]
+        summary = {k: v for k, v in a.items() if k.endswith(("_at_early_stop", "_final"))}
+        assert len(summary) == 12
+        np.testing.assert_allclose([summary[k] for k in summary], [b[k] for k in summary],
+                                   rtol=1e-6)
+        assert all("test_loss" in h for h in b["history"])
+        tested = [h["step"] for h in a["history"] if "test_loss" in h]
+        assert a["early_stop_step"] in tested and tested[-1] == 100 and len(tested) <= 4
+    assert all("val_loss" in logs for logs in counter.epoch_logs)
 
 
 def test_regression_with_its_own_loss_metric_and_monitor(tmp_path, diabetes):
@@ -419,9 +443,10 @@ def test_numpy_input_streams_the_same_batches_through_tf_data_on_tensorflow():
 
     x = np.arange(50 * 3, dtype="float32").reshape(50, 3)
     data = (({"a": x, "b": -x}, np.arange(50)))
+    train = inputs.TrainData.of(data, 8, 3)
     for start in (0, 7, 23):  # mid-epoch starts: a rewound or resumed branch
         python = inputs._array_stream(data, 8, 3, start)
-        graph = iter(inputs._tf_array_stream(data, 8, 3, start))
+        graph = iter(train.stream(start))  # one conversion to tensors for every stream
         for _ in range(20):  # across three epochs of 6 batches
             (px, py), (gx, gy) = next(python), next(graph)
             assert np.array_equal(px["a"], gx["a"].numpy()) and np.array_equal(px["b"], gx["b"].numpy())

@@ -64,6 +64,9 @@ _HELP = {
     "eb_every": "draw the Early-Bird mask every this many dense steps (0 = off)",
     "eb_stop": "stop the dense round at the Early-Bird step and prune there",
     "verbose": "0 silent, 1 progress bars, 2 one line per round",
+    "test_curves": "true: evaluate test and the train subset at every evaluation (their "
+                   "TensorBoard curves); false: only at the early-stop and last steps, "
+                   "same table",
     "rewind_step": "0 (θ0), k (late rewinding to step k) or auto (the smallest stable "
                    "--rewind-candidates step)",
     "rewind_candidates": "steps --rewind-step auto tries, e.g. 0,100,250,500,1000",

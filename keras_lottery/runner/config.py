@@ -37,7 +37,7 @@ DATASETS = ("mnist", "fashion_mnist", "cifar10")
 # not change what a round computes. `rounds` and `controls` are among them so
 # that asking for more rounds or another control extends an existing run.
 _NOT_HASHED = ("logdir", "data_dir", "strategy", "verbose", "name", "checkpoint_every",
-               "rounds", "controls", "on_divergence")
+               "rounds", "controls", "on_divergence", "test_curves")
 # Fields that only a preset's recipe uses: a model of your own comes compiled
 # with its own optimizer, and brings its own data.
 PRESET_ONLY = ("dataset", "optimizer", "learning_rate", "momentum", "weight_decay",
@@ -97,6 +97,13 @@ class LotteryConfig:
         eval_every: evaluate validation and test sets every this many steps.
         train_eval_examples: size of the fixed training subset evaluated
             alongside (for train-vs-test accuracy); 0 disables it.
+        test_curves: evaluate every split (test and the training
+            subset too) at every evaluation, for their per-step curves in
+            TensorBoard and the history. By default (False) only the
+            monitored split (validation) is evaluated every `eval_every`
+            steps and the others only at the early-stop step and the last
+            step, from the weights kept in memory: the same metrics and
+            table, from a fraction of the evaluation work.
         dropout: dropout rate of the model (0 = none).
         augment: random flips and 4-pixel shifted crops (CIFAR-10 recipe).
         validation: examples held out of the training set for validation.
@@ -160,6 +167,7 @@ class LotteryConfig:
     steps: int = 50_000
     eval_every: int = 100
     train_eval_examples: int = 5000
+    test_curves: bool = False
     dropout: float = 0.0
     augment: bool = False
     validation: int = 5000
@@ -344,6 +352,10 @@ class LotteryConfig:
         if not 0 < self.eb_threshold <= 1:
             raise ValueError(
                 f"eb_threshold must be in (0, 1]. Received: eb_threshold={self.eb_threshold!r}"
+            )
+        if not isinstance(self.test_curves, bool):
+            raise ValueError(
+                f"test_curves must be True or False. Received: test_curves={self.test_curves!r}"
             )
         if self.eb_stop and not self.eb_every:
             raise ValueError("eb_stop=True needs eb_every > 0 (how often to draw the mask).")

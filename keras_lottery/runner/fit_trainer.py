@@ -29,6 +29,7 @@ from keras_lottery.runner import divergence
 from keras_lottery.runner.checkpoint import BranchState
 from keras_lottery.runner.early_stop import is_finite
 from keras_lottery.runner.errors import BranchFailedError, MonitorError
+from keras_lottery.runner.evaluation import SplitSchedule
 from keras_lottery.runner.inputs import SearchData
 
 
@@ -99,6 +100,10 @@ class FitTrainer:
         label: `"round R, branch B"`, for error messages.
         monitor: the key early stopping follows (checked at the first
             evaluation).
+        maximize: whether larger `monitor` values are better.
+        test_curves: evaluate every split at every evaluation; by default
+            the splits other than the monitored one are evaluated at the
+            early-stop and last records only (`runner.evaluation`).
         verbose: 1 shows the Keras progress bar on a terminal.
         scope: the strategy's scope (a context manager factory).
 
@@ -112,7 +117,8 @@ class FitTrainer:
                  steps: int, eval_every: int, start: int = 0, checkpoint_every: int = 0,
                  callbacks: Sequence[keras.callbacks.Callback] = (), label: str = "",
                  monitor: str = "val_loss", verbose: int = 0,
-                 scope: Callable[[], Any] | None = None):
+                 scope: Callable[[], Any] | None = None, maximize: bool = False,
+                 test_curves: bool = False):
         self.model, self.data, self.label, self.monitor = model, data, label, monitor
         self.steps, self.eval_every, self.checkpoint_every = steps, eval_every, checkpoint_every
         self.callbacks, self.verbose = list(callbacks), verbose
@@ -122,6 +128,7 @@ class FitTrainer:
         self.divergence: str | None = None  # what became non-finite (divergence.cause)
         self.last_finite: WeightSnapshot | None = None
         self.train_seconds, self.timed_steps = 0.0, 0
+        self._schedule = SplitSchedule(data.evals, monitor, maximize, every_time=test_curves)
         with scope() if scope is not None else contextlib.nullcontext():
             self.optimizer = fresh_optimizer(compile_args["optimizer"], offset=start)
             model.compile(**{**compile_args, "optimizer": self.optimizer})
@@ -136,6 +143,7 @@ class FitTrainer:
         """Continues from a checkpoint taken by `state()`."""
         state.restore(self.model, self.optimizer)
         self.step, self.history = state.step, [dict(h) for h in state.history]
+        self._schedule.restart(self.history, self.model, self.step)
 
     def reseed(self, seed: int) -> None:
         """Trains on the data order of `seed` from now on.
@@ -154,9 +162,10 @@ class FitTrainer:
             )
         self.data = dataclasses.replace(self.data, train=dataclasses.replace(train, seed=seed))
 
-    def evaluate(self) -> dict[str, float]:
-        """The model's metrics on every evaluation split, as it is now."""
-        return self.data.evaluate(self.model)
+    def evaluate(self, names: tuple[str, ...] | None = None) -> dict[str, float]:
+        """The model's metrics on every evaluation split (or on those
+        named), as it is now."""
+        return self.data.evaluate(self.model, names)
 
     @property
     def steps_per_second(self) -> float:
@@ -191,6 +200,7 @@ class FitTrainer:
                 if on_eval is not None:
                     on_eval(record)
             if self.step >= self.steps or self.diverged_at is not None:
+                self._schedule.complete(self.history, self.model, self.evaluate, on_eval)
                 return self.history
             every = self.eval_every
             engine = _EngineCallback(self, on_eval, on_checkpoint, at_step or {})
@@ -203,6 +213,7 @@ class FitTrainer:
                 shuffle=False,  # the stream is already in the search's (seeded) order
                 verbose=1 if self.verbose == 1 and sys.stdout.isatty() else 0,
             )
+            self._schedule.complete(self.history, self.model, self.evaluate, on_eval)
         except MonitorError:
             raise
         except Exception as error:  # noqa: BLE001 - Keras raises many types
@@ -218,7 +229,9 @@ class FitTrainer:
     def _record(self, train_logs: dict[str, Any]) -> dict[str, float]:
         record: dict[str, float] = {"step": self.step}
         record.update({f"train_{k}": _float(v) for k, v in train_logs.items()})
-        evaluated = self.evaluate()
+        evaluated = self.evaluate(self._schedule.each)
+        if not self.history and self.monitor not in evaluated:  # name every key in the error
+            evaluated.update(self.evaluate(self._schedule.lacking(evaluated)))
         if not train_logs:  # before training: the training keys, not yet measured
             names = {k.partition("_")[2] for k in evaluated} or {"loss"}
             record.update({f"train_{name}": float("nan") for name in sorted(names)})
@@ -240,6 +253,7 @@ class FitTrainer:
                 self.diverged_at = self.step
             else:
                 self.last_finite = snapshot
+        self._schedule.track(record, self.model, self.step, self.last_finite)
         return record
 
 
@@ -320,4 +334,5 @@ class _EngineCallback(keras.callbacks.Callback):
         if every and self.on_checkpoint is not None and trainer.step < trainer.steps:
             if trainer.step // every > self.last_checkpoint:
                 self.last_checkpoint = trainer.step // every
+                trainer._schedule.complete_best(trainer.model, trainer.evaluate, self.on_eval)
                 self.on_checkpoint(trainer.state())

@@ -33,7 +33,7 @@ import contextlib
 import dataclasses
 import hashlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import keras
@@ -116,6 +116,7 @@ class TrainData:
     kind: str  # "arrays", "tf.data", "pydataset", "generator" or "dataloader"
     batch_size: int | None
     seed: int
+    _tensors: Any = dataclasses.field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, train: Any, batch_size: int | None, seed: int) -> TrainData:
@@ -175,8 +176,18 @@ class TrainData:
         if self.kind == "dataloader":
             return _dataloader_stream(self.source, self.seed, start)
         if keras.backend.backend() == "tensorflow":
-            return _tf_array_stream(self.source, self.batch_size, self.seed, start)
+            return _tf_array_stream(self._tf_tensors(), self.batch_size, self.seed, start)
         return _array_stream(self.source, self.batch_size, self.seed, start)
+
+    def _tf_tensors(self) -> Any:
+        """The NumPy arrays as TensorFlow tensors, converted once for every
+        branch's stream (a conversion holds about twice the array's size)."""
+        if self._tensors is None:
+            import tensorflow as tf
+
+            arrays = keras.tree.map_structure(np.asarray, keras.tree.lists_to_tuples(self.source))
+            object.__setattr__(self, "_tensors", tf.nest.map_structure(tf.constant, arrays))
+        return self._tensors
 
     def fingerprint(self) -> str:
         """A short hash of what the data is (NumPy: the bytes; else its spec)."""
@@ -201,18 +212,17 @@ def _epoch_orders(n: int, batch_size: int, seed: int, start: int) -> Iterator[np
         epoch, position = epoch + 1, 0
 
 
-def _tf_array_stream(arrays: tuple, batch_size: int, seed: int, start: int) -> Any:
+def _tf_array_stream(tensors: Any, batch_size: int, seed: int, start: int) -> Any:
     """The batches of `_array_stream`, gathered inside a `tf.data` pipeline.
 
     Python only draws each epoch's permutation (one call per epoch); the
-    arrays live in TensorFlow and batches are gathered in parallel, as fast
-    as `model.fit(x, y)` reads arrays.
+    arrays live in TensorFlow (`tensors`, the NumPy arrays converted) and
+    batches are gathered in parallel, as fast as `model.fit(x, y)` reads
+    arrays.
     """
     import tensorflow as tf
 
-    n = _length(arrays, "the training data")
-    tensors = tf.nest.map_structure(
-        tf.constant, keras.tree.map_structure(np.asarray, keras.tree.lists_to_tuples(arrays)))
+    n = int(tf.nest.flatten(tensors)[0].shape[0])
     indices = tf.data.Dataset.from_generator(
         lambda: _epoch_orders(n, batch_size, seed, start),
         output_signature=tf.TensorSpec((None, batch_size), tf.int64),
@@ -416,10 +426,14 @@ class SearchData:
                                               for k, v in sorted(self.evals.items())]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
 
-    def evaluate(self, model: keras.Model) -> dict[str, float]:
-        """Every split's compiled metrics, keyed `<split>_<metric>`."""
+    def evaluate(self, model: keras.Model,
+                 names: Sequence[str] | None = None) -> dict[str, float]:
+        """Every split's (or the named splits') compiled metrics, keyed
+        `<split>_<metric>`."""
         record = {}
         for split, data in self.evals.items():
+            if names is not None and split not in names:
+                continue
             record.update({f"{split}_{k}": v
                            for k, v in data.evaluate(model, self.eval_batch_size).items()})
         return record

@@ -31,6 +31,7 @@ from keras_lottery.runner import divergence
 from keras_lottery.runner.checkpoint import BranchState
 from keras_lottery.runner.config import LotteryConfig
 from keras_lottery.runner.distribute import peer_failures_reported
+from keras_lottery.runner.evaluation import SplitSchedule
 
 tf = import_tensorflow("The presets' driver (find_ticket, keras-lottery run --preset)")
 
@@ -44,6 +45,7 @@ class _NoRetracingWarning(logging.Filter):
 
 
 _QUIET_RETRACING = _NoRetracingWarning()
+_EVAL_BATCH = 1000  # examples per evaluation batch (the sums depend on it, in the last bits)
 
 
 @keras.saving.register_keras_serializable(package="keras_lottery")
@@ -117,6 +119,26 @@ class Splits:
     y_train: np.ndarray
     evals: dict[str, tuple[np.ndarray, np.ndarray]]
     stats: tuple[np.ndarray, np.ndarray]
+    _standardized: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+    _train: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def train_tensors(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """The training images (uint8) and int64 labels as tensors, made
+        once per run and shared by every branch's training stream."""
+        if self._train is None:
+            self._train = (tf.constant(self.x_train), tf.constant(self.y_train.astype("int64")))
+        return self._train
+
+    def standardized(self, name: str) -> tuple[tf.Tensor, tf.Tensor]:
+        """The evaluation split `name` as one tensor of float32 images,
+        standardized like the training data, and one of int64 labels; made
+        once per run (on first use), shared by every branch's trainer."""
+        if name not in self._standardized:
+            x, y = self.evals[name]
+            batches = pipeline.eval_batches(x, y, self.stats)
+            images = tf.concat([images for images, _ in batches], axis=0)
+            self._standardized[name] = (images, tf.constant(y.astype("int64")))
+        return self._standardized[name]
 
     @classmethod
     def from_dataset(cls, data, train_eval_examples: int) -> Splits:
@@ -139,6 +161,11 @@ class LoopTrainer:
         splits: the run's data.
         start: the global step the branch starts at (the learning-rate
             schedule continues from there).
+        compiled: a dict the trainers of one run share (one model, one
+            config): each branch still gets a fresh optimizer, but one
+            whose variables are reset to their initial values, so that its
+            traced step function (and the evaluation function) is reused
+            instead of traced again, once per learning-rate offset.
 
     Example:
     >>> trainer = LoopTrainer(model, config, strategy, splits, start=0)
@@ -146,7 +173,8 @@ class LoopTrainer:
     """
 
     def __init__(self, model: keras.Model, config: LotteryConfig,
-                 strategy: tf.distribute.Strategy, splits: Splits, start: int = 0):
+                 strategy: tf.distribute.Strategy, splits: Splits, start: int = 0,
+                 compiled: dict | None = None):
         self.model, self.config, self.strategy, self.splits = model, config, strategy, splits
         if _QUIET_RETRACING not in tf.get_logger().filters:
             tf.get_logger().addFilter(_QUIET_RETRACING)
@@ -158,18 +186,27 @@ class LoopTrainer:
         # Wall time and count of training steps, leaving out the first call
         # (which traces and compiles the step function).
         self.train_seconds, self.timed_steps, self._calls = 0.0, 0, 0
-        with strategy.scope():
-            self.optimizer = make_optimizer(config, offset=start)
-            self.optimizer.build(model.trainable_variables)
         self._loss = keras.losses.SparseCategoricalCrossentropy(
             from_logits=True, reduction=None
         )
-        self._train_fn = self._make_train_fn()
-        self._eval_fn = tf.function(self._eval_batch)
-        self._evals = {
-            name: pipeline.eval_batches(x, y, splits.stats)
-            for name, (x, y) in splits.evals.items()
-        }
+        compiled = {} if compiled is None else compiled
+        if start in compiled:  # a fresh optimizer: its state as built
+            self.optimizer, self._train_fn, initial = compiled[start]
+            for variable, value in zip(self.optimizer.variables, initial):
+                variable.assign(value)
+        else:
+            with strategy.scope():
+                self.optimizer = make_optimizer(config, offset=start)
+                self.optimizer.build(model.trainable_variables)
+            initial = [keras.ops.convert_to_numpy(v) for v in self.optimizer.variables]
+            self._train_fn = self._make_train_fn()
+            compiled[start] = (self.optimizer, self._train_fn, initial)
+        self._eval_fn = compiled.setdefault("eval", tf.function(self._eval_split))
+        self._evals = tuple(splits.evals)
+        # Validation every time; test and the train subset where the metrics
+        # read them (`runner.evaluation`).
+        self._schedule = SplitSchedule(self._evals, config.monitor, config.maximize,
+                                       every_time=config.test_curves)
 
     def _make_train_fn(self) -> Callable:
         model, optimizer, strategy = self.model, self.optimizer, self.strategy
@@ -198,23 +235,34 @@ class LoopTrainer:
 
         return train_fn
 
-    def _eval_batch(self, images, labels):
-        logits = self.model(images, training=False)
-        loss = tf.reduce_sum(self._loss(labels, logits))
-        hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32))
+    def _eval_split(self, images, labels):
+        """Summed loss and hits over a split, in batches of `_EVAL_BATCH`,
+        in one call: the sums add up in float64 batch by batch, as they
+        would on the host."""
+        loss, hits = tf.constant(0.0, tf.float64), tf.constant(0.0, tf.float64)
+        for start in tf.range(0, tf.shape(labels)[0], _EVAL_BATCH):
+            batch_labels = labels[start:start + _EVAL_BATCH]
+            logits = self.model(images[start:start + _EVAL_BATCH], training=False)
+            batch_loss = tf.reduce_sum(self._loss(batch_labels, logits))
+            batch_hits = tf.reduce_sum(
+                tf.cast(tf.equal(tf.argmax(logits, -1), batch_labels), tf.float32))
+            loss += tf.cast(batch_loss, tf.float64)
+            hits += tf.cast(batch_hits, tf.float64)
         return loss, hits
 
-    def evaluate(self) -> dict[str, float]:
-        """Loss and accuracy on every evaluation split."""
+    def evaluate(self, names: tuple[str, ...] | None = None) -> dict[str, float]:
+        """Loss and accuracy on every evaluation split (or on those named)."""
         results = {}
-        for name, batches in self._evals.items():
-            loss, hits, count = 0.0, 0.0, 0
-            for images, labels in batches:
-                batch_loss, batch_hits = self._eval_fn(images, labels)
-                loss, hits, count = loss + float(batch_loss), hits + float(batch_hits), count + len(labels)
-            results[f"{name}_loss"] = loss / count
-            results[f"{name}_accuracy"] = hits / count
+        for name in self._evals:
+            if names is None or name in names:
+                results.update(self._evaluate_split(name))
         return results
+
+    def _evaluate_split(self, name: str) -> dict[str, float]:
+        images, labels = self.splits.standardized(name)
+        loss, hits = self._eval_fn(images, labels)
+        count = int(labels.shape[0])
+        return {f"{name}_loss": float(loss) / count, f"{name}_accuracy": float(hits) / count}
 
     def reseed(self, seed: int) -> None:
         """Trains on the pipeline order of `seed` from now on (it is built
@@ -229,6 +277,7 @@ class LoopTrainer:
         """Continues from a checkpoint taken by `state()`."""
         state.restore(self.model, self.optimizer)
         self.step, self.history = state.step, [dict(h) for h in state.history]
+        self._schedule.restart(self.history, self.model, self.step)
 
     def run(
         self,
@@ -267,7 +316,7 @@ class LoopTrainer:
         if on_progress is not None:  # finer chunks only to refresh the bar
             stops.update(range(self.step + 1, end, max(1, every // 5)))
         batches = pipeline.train_batches(
-            self.splits.x_train, self.splits.y_train, config.batch_size, config.seed,
+            *self.splits.train_tensors(), config.batch_size, config.seed,
             start_step=self.step, augment=config.augment, stats=self.splits.stats,
         )
         iterator = iter(self.strategy.experimental_distribute_dataset(batches))
@@ -297,9 +346,11 @@ class LoopTrainer:
                 if config.checkpoint_every and on_checkpoint and stop < end:
                     if stop // config.checkpoint_every > last_checkpoint:
                         last_checkpoint = stop // config.checkpoint_every
+                        self._schedule.complete_best(self.model, self.evaluate, on_eval)
                         on_checkpoint(self.state())
             if halt:
                 break
+        self._schedule.complete(self.history, self.model, self.evaluate, on_eval)
         return self.history
 
     @property
@@ -312,7 +363,7 @@ class LoopTrainer:
             "step": self.step,
             "train_loss": loss_sum / seen if seen else float("nan"),
             "train_accuracy": hits / seen if seen else float("nan"),
-            **self.evaluate(),
+            **self.evaluate(self._schedule.each),
         }
         self.history.append(record)
         snapshot = snapshot_weights(self.model, step=self.step)
@@ -322,5 +373,6 @@ class LoopTrainer:
             self.diverged_at = self.step
         else:
             self.last_finite = snapshot
+        self._schedule.track(record, self.model, self.step, self.last_finite)
         if on_eval is not None:
             on_eval(record)

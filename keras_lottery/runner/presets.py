@@ -97,8 +97,10 @@ def preset_engine(config: LotteryConfig, data: data_lib.Dataset | None = None, s
     with strategy.scope():
         model = preset_model(config, data.input_shape, data.num_classes)
 
+    compiled: dict = {}  # the traced step functions, shared by the branches
+
     def make_trainer(start: int, label: str) -> LoopTrainer:
-        return LoopTrainer(model, config, strategy, splits, start=start)
+        return LoopTrainer(model, config, strategy, splits, start=start, compiled=compiled)
 
     def agree(progress: int) -> None:
         check_workers_agree(strategy, progress, "the run's progress")

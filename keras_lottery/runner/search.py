@@ -37,7 +37,7 @@ SEARCH_SETTINGS = ("mode", "rounds", "prune_fraction", "sparsities", "scope", "g
                    "rewind_step", "rewind_candidates", "stability_threshold", "stability_points",
                    "controls", "monitor", "monitor_mode", "on_divergence",
                    "eb_every", "eb_threshold", "eb_window", "eb_stop", "masks_from", "seed",
-                   "logdir", "name", "checkpoint_every", "verbose")
+                   "logdir", "name", "checkpoint_every", "verbose", "test_curves")
 
 
 def model_identity(model: ModelSource) -> str:
@@ -138,6 +138,10 @@ class LotterySearch:
             `tf.distribute.MirroredStrategy` instance.
         checkpoint_every: mid-branch checkpoint interval in steps.
         verbose: 0 silent, 1 progress bars and round lines, 2 round lines.
+        test_curves: evaluate the test split at every evaluation (per-step
+            test curves in TensorBoard, `test_*` in your callbacks' epoch
+            logs); by default only the monitored split is, and test only at
+            the early-stop and last steps, which gives the same metrics.
 
     Example:
     >>> search = LotterySearch(build_model, rounds=3, controls=("random_reinit",))
@@ -159,7 +163,7 @@ class LotterySearch:
                  eb_every: int = 0, eb_threshold: float = 0.1, eb_window: int = 5,
                  eb_stop: bool = False, masks_from: str | None = None, seed: int = 0,
                  logdir: str = "runs", name: str | None = None, strategy: Any = None,
-                 checkpoint_every: int = 1000, verbose: int = 1):
+                 checkpoint_every: int = 1000, verbose: int = 1, test_curves: bool = False):
         if not (callable(model) or isinstance(model, keras.Model)):
             raise ValueError(
                 "model must be a function returning a compiled keras.Model, or a compiled "
@@ -325,7 +329,8 @@ class LotterySearch:
                               eval_every=config.eval_every, start=start,
                               checkpoint_every=config.checkpoint_every, callbacks=callbacks,
                               label=label, monitor=config.monitor, verbose=config.verbose,
-                              scope=scope)
+                              scope=scope, maximize=config.maximize,
+                              test_curves=config.test_curves)
 
         return Engine(config, model, make_trainer, run_dir, metric=None)
 
