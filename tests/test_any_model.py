@@ -3,8 +3,8 @@ graphs, subclassed attention, recurrent layers, keras.applications and
 keras-hub models built from config, on real digits (scikit-learn's, offline).
 
 Each search runs rounds with a control, is resumed, reported and exported.
-The keras.applications and the larger keras-hub runs are `slow`
-(`pytest -m slow tests/test_any_model.py`).
+The keras.applications and the larger keras-hub runs are marked `zoo`
+(`pytest -m zoo`: about 25 minutes on 2 cores, not in CI).
 """
 
 import os
@@ -148,7 +148,7 @@ KINDS = {
 
 
 def _params(fast):
-    return [pytest.param(kind, marks=() if fast else pytest.mark.slow)
+    return [pytest.param(kind, marks=() if fast else pytest.mark.zoo)
             for kind in KINDS if KINDS[kind][2] == fast]
 
 
