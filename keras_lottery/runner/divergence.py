@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from keras_lottery.rewind import WeightSnapshot
+from keras_lottery.rewind import WeightSnapshot, snapshot_weights
 from keras_lottery.runner.early_stop import is_finite
 
 
@@ -74,3 +74,27 @@ def loss_cause(value: float) -> str:
     'the training loss became NaN or infinite (loss=inf)'
     """
     return f"the training loss became NaN or infinite (loss={value})"
+
+
+def track(trainer, record: Mapping[str, float], losses: Iterable[str]) -> None:
+    """Applies the rule after an evaluation, for either trainer.
+
+    Until the branch has diverged, checks `record` and the trainer's model
+    weights: on the first divergence sets `trainer.diverged_at` (that step,
+    kept) and `trainer.divergence` (its cause); otherwise the weights become
+    `trainer.last_finite`.
+
+    Args:
+        trainer: a `FitTrainer` or `LoopTrainer` (`model`, `step`,
+            `diverged_at`, `divergence`, `last_finite`).
+        record: the evaluation record.
+        losses: the keys of `record` measured at this evaluation.
+    """
+    if trainer.diverged_at is not None:
+        return
+    snapshot = snapshot_weights(trainer.model, step=trainer.step)
+    trainer.divergence = cause(record, snapshot, losses)
+    if trainer.divergence is not None:
+        trainer.diverged_at = trainer.step
+    else:
+        trainer.last_finite = snapshot

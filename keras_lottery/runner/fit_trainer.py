@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from keras_lottery import compat
-from keras_lottery.rewind import WeightSnapshot, snapshot_weights
+from keras_lottery.rewind import WeightSnapshot
 from keras_lottery.runner import divergence
 from keras_lottery.runner.checkpoint import BranchState
 from keras_lottery.runner.early_stop import is_finite
@@ -244,15 +244,8 @@ class FitTrainer:
                    " (pass validation_data to get val_* keys)")
             )
         self.history.append(record)
-        if self.diverged_at is None:
-            losses = [k for k in ("train_loss", "val_loss", "test_loss")
-                      if k != "train_loss" or train_logs]
-            snapshot = snapshot_weights(self.model, step=self.step)
-            self.divergence = divergence.cause(record, snapshot, losses)
-            if self.divergence is not None:
-                self.diverged_at = self.step
-            else:
-                self.last_finite = snapshot
+        divergence.track(self, record, [k for k in ("train_loss", "val_loss", "test_loss")
+                                        if k != "train_loss" or train_logs])
         self._schedule.track(record, self.model, self.step, self.last_finite)
         return record
 

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from keras_lottery.compat import import_tensorflow
-from keras_lottery.rewind import WeightSnapshot, snapshot_weights
+from keras_lottery.rewind import WeightSnapshot
 from keras_lottery.runner import pipeline
 from keras_lottery.runner import divergence
 from keras_lottery.runner.checkpoint import BranchState
@@ -366,13 +366,8 @@ class LoopTrainer:
             **self.evaluate(self._schedule.each),
         }
         self.history.append(record)
-        snapshot = snapshot_weights(self.model, step=self.step)
-        losses = [k for k in ("train_loss", "val_loss") if k != "train_loss" or seen]
-        self.divergence = divergence.cause(record, snapshot, losses)
-        if self.divergence is not None:
-            self.diverged_at = self.step
-        else:
-            self.last_finite = snapshot
+        divergence.track(self, record, [k for k in ("train_loss", "val_loss")
+                                        if k != "train_loss" or seen])
         self._schedule.track(record, self.model, self.step, self.last_finite)
         if on_eval is not None:
             on_eval(record)
