@@ -82,11 +82,18 @@ def _called_once(plain: keras.Model) -> None:
 def _plain_copy(model: keras.Model) -> keras.Model:
     """The model built again from its config, uncompiled, unmasked.
 
-    `from_config` keeps every name (a clone renames Input layers after
-    their tensors); the classes of the model's own layers are given to it
-    by name, so layers and models that are not registered serializable
-    rebuild too.
+    A Sequential model is cloned; any other is rebuilt with `from_config`,
+    which keeps every name (a clone of a functional model renames its Input
+    layers after their tensors); the classes of the model's own layers are
+    given to it by name, so layers and models that are not registered
+    serializable rebuild too.
     """
+    if type(model) is keras.Sequential:
+        # Sequential.from_config calls each layer twice (two graph nodes,
+        # which compact() cannot follow); a clone calls them once and keeps
+        # the names. clone_model compiles the clone like its source.
+        with compat.uncompiled(model):
+            return keras.models.clone_model(model)
     classes = {type(layer).__name__: type(layer) for layer, _ in walk(model)}
     try:
         with keras.saving.custom_object_scope(classes):
@@ -94,11 +101,10 @@ def _plain_copy(model: keras.Model) -> keras.Model:
         if not plain.built:
             plain.build_from_config(model.get_build_config())
     except Exception as error:
-        if type(model) in (keras.Sequential, compat.functional_class()):
+        if type(model) is compat.functional_class():
             # Keras 3.15 cannot rebuild some graphs from their config
-            # (MobileNetV3's `x + 3.0`); a clone runs the graph again. It
-            # names the Input layers after their tensors; clone_model
-            # compiles the clone like its source: a ticket must not.
+            # (MobileNetV3's `x + 3.0`); a clone runs the graph again (and
+            # names the Input layers after their tensors).
             with compat.uncompiled(model):
                 return keras.models.clone_model(model)
         raise ValueError(

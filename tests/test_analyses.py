@@ -125,12 +125,13 @@ def test_compare_scopes_shares_the_dense_round(tmp_path, fashion, capsys):
     results = commands.compare_scopes(tiny_config(tmp_path, rounds=2, verbose=0))
     dense = {s: r.branch("ticket")[0] for s, r in results.items()}
     for key in ("val_loss", "test_accuracy"):
-        assert [h[key] for h in dense["global"]["history"]] == [h[key] for h in dense["layerwise"]["history"]]
+        assert [h.get(key) for h in dense["global"]["history"]] == [
+            h.get(key) for h in dense["layerwise"]["history"]]
     masks = {s: read_npz(os.path.join(r.run_dir, "round_02", "masks.npz")) for s, r in results.items()}
     assert kl.mask_overlap(masks["global"], masks["layerwise"]) < 1.0
     layers = {s: r.branch("ticket")[2]["sparsity_by_layer"] for s, r in results.items()}
-    assert layers["layerwise"]["fc1"] == pytest.approx(layers["layerwise"]["fc2"], abs=1e-3)
-    assert layers["global"]["fc1"] != pytest.approx(layers["global"]["fc2"], abs=1e-3)
+    assert layers["layerwise"]["fc1/kernel"] == pytest.approx(layers["layerwise"]["fc2/kernel"], abs=1e-3)
+    assert layers["global"]["fc1/kernel"] != pytest.approx(layers["global"]["fc2/kernel"], abs=1e-3)
     assert "global: % remaining" in capsys.readouterr().out
 
 
@@ -158,13 +159,13 @@ def test_structure_report_compacts_dead_units_exactly():
     h = keras.layers.Dense(16, activation="relu", name="fc1")(x_in)
     h = keras.layers.Dense(8, activation="relu", name="fc2")(h)
     model = kl.prunable(keras.Model(x_in, keras.layers.Dense(3, name="output")(h)))
-    model.get_layer("fc1").layer.bias.assign(np.linspace(-1, 1, 16))  # dead units output relu(bias)
+    model.get_layer("fc1").bias.assign(np.linspace(-1, 1, 16))  # dead units output relu(bias)
     masks = kl.get_masks(model)
-    masks["fc1"][:, :5] = False   # 5 fc1 units lose every input (their constant is folded)
-    masks["fc2"][[6, 7], :] = False  # 2 more fc1 units feed nothing
+    masks["fc1/kernel"][:, :5] = False   # 5 fc1 units lose every input (their constant is folded)
+    masks["fc2/kernel"][[6, 7], :] = False  # 2 more fc1 units feed nothing
     kl.set_masks(model, masks)
     report = run_analysis.structure_report(model)
-    assert report["layers"]["fc1"] == {"units": 16, "dead": 5}
+    assert report["layers"]["fc1/kernel"] == {"units": 16, "dead": 5}
     compact = report["compacted"]
     assert compact["units_before"] == 24 and compact["units_after"] == 24 - 7
     assert compact["max_abs_diff"] < 1e-5
@@ -187,16 +188,16 @@ def test_report_prints_every_analysis_and_logs_them(tmp_path, fashion_small, cap
     assert analyses["final_round"] == 2 and [s["round"] for s in stability] == [0, 1]
     assert stability[1]["jaccard"] == pytest.approx(1.0, abs=1e-4)
     assert all(v == pytest.approx(1.0, abs=1e-4) for v in stability[1]["layers"].values())
-    kept = 1 - result.branch("ticket")[2]["sparsity_by_layer"]["fc1"]
+    kept = 1 - result.branch("ticket")[2]["sparsity_by_layer"]["fc1/kernel"]
     chance = kept / (2 - kept)  # Jaccard of two random sets of the final ticket's size
-    assert chance + 0.1 < stability[0]["layers"]["fc1"] < 0.999
+    assert chance + 0.1 < stability[0]["layers"]["fc1/kernel"] < 0.999
     assert chance + 0.1 < stability[0]["jaccard"] < 0.999
     acc = EventAccumulator(os.path.join(result.run_dir, "analysis"))
     acc.Reload()
     tags = acc.Tags()["tensors"]
     for tag in ("weight_movement/survivors", "weight_movement/pruned",
-                "mask_stability/jaccard_with_final_ticket", "mask_stability_by_layer/fc1",
-                "train_vs_test/train_accuracy_at_early_stop", "train_vs_test/gap", "layer_sparsity/fc1"):
+                "mask_stability/jaccard_with_final_ticket", "mask_stability_by_layer/fc1/kernel",
+                "train_vs_test/train_accuracy_at_early_stop", "train_vs_test/gap", "layer_sparsity/fc1/kernel"):
         assert tag in tags, tag
     assert os.path.exists(os.path.join(result.run_dir, "analyses.png"))
     with pytest.raises(ValueError, match=r"metric must be one of the run's test metrics "

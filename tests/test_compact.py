@@ -35,9 +35,9 @@ def test_dense_chain_removes_input_less_and_output_less_units():
     model = kl.prunable(keras.Model(x, keras.layers.Dense(3, name="output")(h)))
     _randomize(model)
     masks = kl.get_masks(model)
-    masks["fc1"][:, :5] = False      # 5 units output tanh/relu(bias): folded
-    masks["fc2"][[6, 7], :] = False  # 2 more fc1 units feed nothing
-    masks["fc2"][:, 0] = False       # 1 fc2 unit constant
+    masks["fc1/kernel"][:, :5] = False      # 5 units output tanh/relu(bias): folded
+    masks["fc2/kernel"][[6, 7], :] = False  # 2 more fc1 units feed nothing
+    masks["fc2/kernel"][:, 0] = False       # 1 fc2 unit constant
     kl.set_masks(model, masks)
     report = kl.compact_report(model)
     assert report.units == {"fc1": (9, 16), "fc2": (7, 8), "output": (3, 3)}
@@ -60,10 +60,10 @@ def test_conv_chain_with_batchnorm_pooling_and_flatten():
     model = kl.prunable(keras.Model(x, keras.layers.Dense(3, name="output")(h)))
     _randomize(model)
     masks = kl.get_masks(model)
-    masks["c1"][..., :3] = False     # constant through BN into a valid conv: folded
-    masks["c2"][:, :, 6, :] = False  # c1 channel 6 is read by nothing
-    masks["c2"][..., :2] = False     # constant through ReLU, pool, Flatten into fc
-    masks["fc"][:, :4] = False
+    masks["c1/kernel"][..., :3] = False     # constant through BN into a valid conv: folded
+    masks["c2/kernel"][:, :, 6, :] = False  # c1 channel 6 is read by nothing
+    masks["c2/kernel"][..., :2] = False     # constant through ReLU, pool, Flatten into fc
+    masks["fc/kernel"][:, :4] = False
     kl.set_masks(model, masks)
     small = kl.compact(model, strict=True)
     assert [small.get_layer(n).kernel.shape[-1] for n in ("c1", "c2", "fc")] == [4, 6, 6]
@@ -78,10 +78,12 @@ def test_conv2_unit_ticket_compacts_to_its_alive_units(tmp_path):
                                   rates={"output": 0})
     report = kl.compact_report(model)
     for name in ("conv1", "conv2", "fc1", "fc2"):
-        alive = int(masks[name].reshape(-1, masks[name].shape[-1]).any(axis=0).sum())
+        mask = masks[f"{name}/kernel"]
+        alive = int(mask.reshape(-1, mask.shape[-1]).any(axis=0).sum())
         carrier = 1 if name == "conv1" else 0  # constants into conv2's zero padding
         assert report.units[name][0] == alive + carrier, name
-    assert report.params_after < model.count_params() / 10
+    masks_size = sum(m.size for m in masks.values())  # the masks are the model's variables
+    assert report.params_after < (model.count_params() - masks_size) / 10
     _same_outputs(model, report.model, (28, 28, 1), atol=1e-4)
     # the compacted model saves and loads as a plain .keras
     path = str(tmp_path / "small.keras")
@@ -93,7 +95,7 @@ def test_sequential_model():
     model = kl.prunable(keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, name="a"),
                                           keras.layers.Dense(2, name="b")]))
     masks = kl.get_masks(model)
-    masks["b"][1, :] = False
+    masks["b/kernel"][1, :] = False
     kl.set_masks(model, masks)
     small = kl.compact(model)
     assert small.get_layer("a").kernel.shape == (6, 4)

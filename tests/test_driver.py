@@ -28,7 +28,7 @@ def test_iterative_rounds_controls_and_remaining_percentages(tmp_path, fashion_s
         expected = {k: n * (0.9 if k == "output" else 0.8) ** r for k, n in sizes.items()}
         remaining = 100 * sum(expected.values()) / sum(sizes.values())
         assert tickets[r]["percent_remaining"] == pytest.approx(remaining, abs=0.01)
-        assert tickets[r]["sparsity_by_layer"]["output"] == pytest.approx(1 - 0.9**r, abs=0.002)
+        assert tickets[r]["sparsity_by_layer"]["output/kernel"] == pytest.approx(1 - 0.9**r, abs=0.002)
     for control in ("random_reinit", "random_prune", "lr_rewind"):
         rows = _by(result, control)
         assert sorted(rows) == [1, 2]
@@ -102,10 +102,10 @@ def test_oneshot_prunes_the_dense_weights_to_each_target(tmp_path, fashion_small
     assert sorted(tickets) == [0, 1, 2]
     for r, target in ((1, 50), (2, 20)):
         layers = tickets[r]["sparsity_by_layer"]
-        assert 1 - layers["fc1"] == pytest.approx(target / 100, abs=1e-3)
+        assert 1 - layers["fc1/kernel"] == pytest.approx(target / 100, abs=1e-3)
         # the output layer gets the sparsity iterative pruning would give it
         rounds = np.log(target / 100) / np.log(0.8)
-        assert 1 - layers["output"] == pytest.approx(0.9**rounds, abs=2e-3)
+        assert 1 - layers["output/kernel"] == pytest.approx(0.9**rounds, abs=2e-3)
     # Both one-shot masks come from the same dense weights: the 20% mask is
     # inside the 50% mask (magnitude order of one set of weights).
     m50 = read_npz(os.path.join(result.run_dir, "round_01", "masks.npz"))

@@ -131,8 +131,9 @@ def test_prune_by_magnitude_unit_refuses_output_units_and_other_layers():
         kl.prune_by_magnitude(model, 0.5, granularity="unit")
     masks = kl.prune_by_magnitude(model, 0.5, scope="layerwise", granularity="unit",
                                   rates={"out": 0.0})
-    assert _units_alive(masks["conv"]).sum() == 4 and _units_alive(masks["fc"]).sum() == 8
-    assert masks["out"].all()
+    assert _units_alive(masks["conv/kernel"]).sum() == 4
+    assert _units_alive(masks["fc/kernel"]).sum() == 8
+    assert masks["out/kernel"].all()
     x = keras.Input((8,))
     other = kl.prunable(keras.Model(x, keras.layers.Dense(2, name="d")(
         keras.layers.Flatten()(keras.layers.Embedding(10, 4, name="emb")(x)))))
@@ -160,6 +161,6 @@ def test_random_prune_control_permutes_whole_units():
     start = branches.BranchStart(model, masks, 1, 7, snapshot, lambda: snapshot, "unit")
     branches.CONTROLS["random_prune"](start)
     shuffled = kl.get_masks(model)
-    for k in ("conv", "fc"):
+    for k in ("conv/kernel", "fc/kernel"):
         _assert_whole_units(shuffled[k])
         assert _units_alive(shuffled[k]).sum() == _units_alive(masks[k]).sum()

@@ -36,19 +36,19 @@ def test_branch_events_hold_curves_sparsity_and_histograms(run):
     tags = acc.Tags()["tensors"]
     for tag in ("train/loss", "train/accuracy", "val/loss", "val/accuracy",
                 "test/loss", "test/accuracy", "train_eval/accuracy",
-                "sparsity/fc1", "sparsity/fc2", "sparsity/output"):
+                "sparsity/fc1/kernel", "sparsity/fc2/kernel", "sparsity/output/kernel"):
         assert tag in tags, tag
-    for tag in ("masks/fc1", "weights/fc1", "weights/output"):
+    for tag in ("masks/fc1/kernel", "weights/fc1/kernel", "weights/output/kernel"):
         assert tag in tags, tag
         assert acc.SummaryMetadata(tag).plugin_data.plugin_name == "histograms"
-    kept = int(round((1 - row["sparsity_by_layer"]["fc1"]) * 784 * 300))
-    buckets = tf.make_ndarray(acc.Tensors("weights/fc1")[-1].tensor_proto)
+    kept = int(round((1 - row["sparsity_by_layer"]["fc1/kernel"]) * 784 * 300))
+    buckets = tf.make_ndarray(acc.Tensors("weights/fc1/kernel")[-1].tensor_proto)
     assert int(buckets[:, 2].sum()) == kept  # histogram of the surviving weights
     val = _scalars(acc, "val/accuracy")
     assert [s for s, _ in val] == [h["step"] for h in row["history"]]
     np.testing.assert_allclose([v for _, v in val], [h["val_accuracy"] for h in row["history"]], rtol=1e-6)
-    sparsity = _scalars(acc, "sparsity/fc1")[0][1]
-    assert sparsity == pytest.approx(row["sparsity_by_layer"]["fc1"], abs=1e-6)
+    sparsity = _scalars(acc, "sparsity/fc1/kernel")[0][1]
+    assert sparsity == pytest.approx(row["sparsity_by_layer"]["fc1/kernel"], abs=1e-6)
     # The control has its own directory with the same curves.
     control = _events(os.path.join(run.run_dir, "round_01", "random_reinit"))
     assert "test/accuracy" in control.Tags()["tensors"]
