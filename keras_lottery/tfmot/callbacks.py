@@ -38,6 +38,8 @@ class UpdatePruningStep(keras.callbacks.Callback):
     >>> pruned.fit(x, y, epochs=2, callbacks=[UpdatePruningStep()])
     """
 
+    advances_pruning_step = True  # what prune_low_magnitude's fit check looks for
+
     def __init__(self):
         super().__init__()
         self.prunable_layers: list[keras.layers.Layer] = []

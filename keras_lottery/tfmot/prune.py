@@ -192,11 +192,11 @@ def _require_step(model: keras.layers.Layer, slots: list[MaskSlot],
 
 
 def _has_update_callback(callbacks) -> bool:
-    from keras_lottery.tfmot.callbacks import UpdatePruningStep
-
+    """Whether `callbacks` hold an `UpdatePruningStep` (which says so with
+    `advances_pruning_step`; this module cannot import its own caller)."""
     if isinstance(callbacks, keras.callbacks.CallbackList):
         callbacks = callbacks.callbacks
-    return any(isinstance(c, UpdatePruningStep) for c in callbacks or ())
+    return any(getattr(c, "advances_pruning_step", False) for c in callbacks or ())
 
 
 def _check_fit(model: keras.Model) -> None:
