@@ -115,12 +115,12 @@ def test_tensorboard_events_are_written_without_tensorflow_and_read_back(run):
     row = {r["round"]: r for r in run.branch("ticket")}[1]
     acc = _events(os.path.join(run.run_dir, "round_01"))
     tags = acc.Tags()["tensors"]
-    for tag in ("train/loss", "val/accuracy", "test/accuracy", "sparsity/fc1", "masks/fc1", "weights/fc1"):
+    for tag in ("train/loss", "val/accuracy", "test/accuracy", "sparsity/fc1/kernel", "masks/fc1/kernel", "weights/fc1/kernel"):
         assert tag in tags, tag
-    assert acc.SummaryMetadata("weights/fc1").plugin_data.plugin_name == "histograms"
+    assert acc.SummaryMetadata("weights/fc1/kernel").plugin_data.plugin_name == "histograms"
     assert acc.SummaryMetadata("val/accuracy").plugin_data.plugin_name == "scalars"
-    kept = int(round((1 - row["sparsity_by_layer"]["fc1"]) * 64 * 32))
-    assert int(_values(acc, "weights/fc1")[-1][1][:, 2].sum()) == kept
+    kept = int(round((1 - row["sparsity_by_layer"]["fc1/kernel"]) * 64 * 32))
+    assert int(_values(acc, "weights/fc1/kernel")[-1][1][:, 2].sum()) == kept
     val = dict((s, float(v)) for s, v in _values(acc, "val/accuracy"))
     history = {h["step"]: h["val_accuracy"] for h in row["history"]}
     # Every evaluation is logged, the one before training (step 0) included.
