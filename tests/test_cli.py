@@ -60,7 +60,8 @@ RUN_FLAGS = {
     "--momentum", "--monitor", "--monitor-mode", "--name", "--on-divergence", "--optimizer",
     "--preset", "--prune-fraction", "--rates", "--rewind-candidates", "--rewind-step",
     "--rounds", "--scope", "--seed", "--sparsities", "--stability-points",
-    "--stability-threshold", "--steps", "--strategy", "--train-eval-examples", "--validation",
+    "--stability-threshold", "--steps", "--strategy", "--test-curves", "--train-eval-examples",
+    "--validation",
     "--verbose", "--warmup-steps", "--weight-decay",
 }
 
