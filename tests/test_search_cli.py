@@ -160,7 +160,7 @@ def test_a_second_process_on_the_same_run_fails_at_once_naming_the_holder(projec
 @pytest.mark.parametrize("args, message", [
     (("--model", "mynets:nothing", "--data", "mynets:load"), "has no 'nothing'"),
     (("--model", "nonexistent_module:build", "--data", "mynets:load"), "cannot import module"),
-    (("--model", "mynets:build_unprunable", "--data", "mynets:load"), "no prunable layer"),
+    (("--model", "mynets:build_unprunable", "--data", "mynets:load"), "has no prunable weight"),
     (("--model", "mynets:build", "--data", "mynets:load", "--monitor", "val_auc"),
      "Available: ['test_accuracy', 'test_loss', 'train_accuracy', 'train_loss', 'val_accuracy'"),
     (("--model", "mynets:build", "--data", "mynets:load", "--learning-rate", "0.1"),
