@@ -123,15 +123,13 @@ def _functional_ops():
     return keras.Model(inp, keras.layers.Dense(10, name="head")(inner(inp[:, :8] + inp[:, 8:16])))
 
 
-# Models that Keras or keras-hub cannot rebuild from their own config, so
-# their stripped ticket cannot be reloaded from .keras (and, for the ViT,
-# its layers not re-initialized): bugs upstream, named here.
-UNREBUILDABLE = {
-    "vit_classifier": "keras-hub 0.32: ViTPatchingAndEmbedding.get_config() returns "
-                      "num_patches and num_positions, which its __init__ refuses",
-    "MobileNetV3Small": "Keras 3.15: its functional config replays `x + 3.0` with the "
-                        "float passed positionally, which from_config refuses",
-}
+# Upstream bugs, named here. keras-hub 0.32: ViTPatchingAndEmbedding's
+# get_config() returns num_patches and num_positions, which its __init__
+# refuses, so that layer cannot be rebuilt alone (the random-reinit control);
+# the ViT runs with random_prune. Keras 3.15 cannot rebuild MobileNetV3Small
+# from its config (`x + 3.0` replayed with the float positional), so its
+# stripped ticket does not reload from .keras.
+UNREBUILDABLE = {"MobileNetV3Small"}
 
 # kind -> (builder, inputs, fast enough for the default suite?)
 KINDS = {
@@ -195,12 +193,9 @@ def test_a_search_runs_resumes_reports_and_exports(kind, tmp_path, capsys):
     assert again.table() == table  # resumed: every branch was done
     commands.report(result.run_dir)
     assert "| test acc @ES |" in capsys.readouterr().out
-    if kind == "vit_classifier":  # no plain copy, no re-initialization: said clearly
-        with pytest.raises(ValueError, match="from its config"):
-            kl.strip(model)
+    if kind == "vit_classifier":  # its embedding layer cannot be re-initialized: said clearly
         with pytest.raises(ValueError, match="use another control"):
             kl.reinitialize(model, 1)
-        return
     sizes = commands.export(result.run_dir, 2, str(tmp_path / "out"))
     assert sizes[0].zero_fraction > 0.5
     if kind in UNREBUILDABLE:
