@@ -427,7 +427,7 @@ def test_prune_for_latency_on_xnnpack():
 
 
 def test_prune_a_keras_hub_backbone_beyond_tfmot():
-    keras_hub = pytest.importorskip("keras_hub", reason="needs keras-hub")
+    keras_hub = pytest.importorskip("keras_hub", reason="needs keras-hub (the TensorFlow suite has it)")
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.BertBackbone(vocabulary_size=64, num_layers=1, num_heads=2,
                                              hidden_dim=8, intermediate_dim=16,
