@@ -223,10 +223,14 @@ def weight_status(
             yield variable, layer, status
 
 
+def join_key(prefix: str, name: str) -> str:
+    """`name` below the layer path `prefix` ("" for the model itself)."""
+    return f"{prefix}/{name}" if prefix else name
+
+
 def _key_of(variable: keras.Variable, layer: keras.layers.Layer,
             below: dict[int, str]) -> str:
-    prefix = below.get(id(layer), "")
-    return f"{prefix}/{variable.name}" if prefix else variable.name
+    return join_key(below.get(id(layer), ""), variable.name)
 
 
 def _ignored_layers(model: keras.layers.Layer, ignore: set[str]) -> set[int]:
@@ -259,7 +263,7 @@ def _check_ignore(model: keras.layers.Layer, ignore: Iterable[str]) -> set[str]:
 def _unique_key(kernel: keras.Variable, layer_path: str, taken: set[str]) -> str:
     """The weight's path of layer names below the model (`"block/ff/kernel"`),
     made unique with `#2`, `#3`... where sibling layers share a name."""
-    key = f"{layer_path}/{kernel.name}" if layer_path else kernel.name
+    key = join_key(layer_path, kernel.name)
     index, unique = 2, key
     while unique in taken:
         unique = f"{key}#{index}"

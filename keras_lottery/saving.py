@@ -16,7 +16,7 @@ import zipfile
 import keras
 import numpy as np
 
-from keras_lottery.masking import MASKS_ASSET, layer_paths, prunable, walk
+from keras_lottery.masking import MASKS_ASSET, join_key, layer_paths, prunable, walk
 from keras_lottery.pruning import set_masks
 
 
@@ -76,7 +76,7 @@ def _keyed_for(model: keras.Model, held: dict[str, dict[str, np.ndarray]]) -> di
                 f"The masks of layer {holder!r} cannot be placed: the loaded model has "
                 f"{len(found)} layers of that name.")
         prefix = paths[id(found[0])]
-        masks.update({f"{prefix}/{k}" if prefix else k: v for k, v in stored.items()})
+        masks.update({join_key(prefix, k): v for k, v in stored.items()})
     return masks
 
 
