@@ -238,6 +238,24 @@ def unlocked(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
             tracker.lock()
 
 
+def sync_training_state(model: keras.Model) -> None:
+    """Brings a model's variables up to date in the middle of `fit`.
+
+    On JAX, `model.fit` holds the variables' values in its own state
+    between batches and writes them back at the epoch's end; its
+    `jax_state_sync()` (Keras 3.15, `JAXTrainer`) writes them now, and the
+    loop reads the variables back before the next batch, so a callback may
+    read weights and assign masks there. Other backends train the variables
+    in place: nothing to do.
+
+    Args:
+        model: the model being trained (or any model).
+    """
+    sync = getattr(model, "jax_state_sync", None)
+    if sync is not None:
+        sync()
+
+
 def own_variables(layer: keras.layers.Layer) -> list[keras.Variable]:
     """The variables `layer` created itself, not those of its sublayers.
 

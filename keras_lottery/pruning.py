@@ -193,6 +193,23 @@ def _expand_layer_names(
     return keys
 
 
+def rates_by_key(model: keras.Model, rates: Mapping[str, float]) -> dict[str, float]:
+    """Per-layer rates keyed by mask key: a layer name stands for every
+    masked weight of the layers of that name, a key for itself.
+
+    Args:
+        model: a model made `prunable()`.
+        rates: layer name or mask key -> rate.
+
+    Returns:
+        Mask key -> rate.
+
+    Raises:
+        ValueError: for a name that is neither a masked layer nor a key.
+    """
+    return _expand_layer_names(model, rates, "rates")
+
+
 def prune_by_magnitude(
     model: keras.Model,
     fraction: float,

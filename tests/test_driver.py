@@ -156,7 +156,7 @@ def test_no_partial_files_are_left_behind(tmp_path, fashion_small):
 
 
 def test_config_validation_names_field_value_and_accepted():
-    with pytest.raises(ValueError, match=r"mode must be one of \['iterative', 'oneshot'\]. Received: mode='both'"):
+    with pytest.raises(ValueError, match=r"mode must be one of \['iterative', 'oneshot', 'gradual'\]. Received: mode='both'"):
         kl.LotteryConfig(mode="both")
     with pytest.raises(ValueError, match=r"needs sparsities"):
         kl.LotteryConfig(mode="oneshot")

@@ -24,6 +24,7 @@ import sys
 import typing
 from collections.abc import Sequence
 
+from keras_lottery import pruners
 from keras_lottery.runner.config import (
     CONTROLS,
     DATASETS,
@@ -40,6 +41,7 @@ from keras_lottery.runner.config import (
 _CHOICES = {
     "dataset": DATASETS, "mode": MODES, "scope": tuple(SCOPES), "optimizer": OPTIMIZERS,
     "strategy": STRATEGIES, "monitor_mode": MONITOR_MODES, "on_divergence": ON_DIVERGENCE,
+    "pruner": tuple(pruners.PRUNERS),
 }
 _HIDDEN = ("architecture",)  # set by the search, not by hand
 _HELP = {
@@ -52,7 +54,15 @@ _HELP = {
     "monitor_mode": "min, max, or auto (max for accuracy/auc/precision/recall-like keys)",
     "on_divergence": "continue (a NaN/inf branch is recorded as diverged, the run goes on) "
                      "or stop",
-    "sparsities": "one-shot targets, percent of weights REMAINING, e.g. 50,20,10",
+    "sparsities": "targets of --mode oneshot / gradual, percent of weights REMAINING, "
+                  "e.g. 50,20,10",
+    "mode": "iterative (rounds of prune and rewind), oneshot (one network per --sparsities "
+            "target, masks made once) or gradual (one network per target, pruned while it "
+            "trains)",
+    "pruner": "the pruning method: " + "; ".join(
+        f"{name}: {text}" for name, text in pruners.describe().items())
+        + " (default: magnitude; gradual with --mode gradual)",
+    "pruner_options": "the pruner's options, e.g. end=0.75,frequency=50 for gradual",
     "rates": "per-layer pruning rates, e.g. output=0.1,conv1=0.1",
     "ignore": "layers never pruned, e.g. output,stage2_block0_shortcut",
     "controls": f"control branches per round, any of {','.join(CONTROLS)}",
@@ -114,6 +124,27 @@ def _parse_rates(text: str) -> dict[str, float]:
     return rates
 
 
+def _parse_options(text: str) -> dict[str, typing.Any]:
+    """`name=value,...` with each value read as int, float, bool or text."""
+    options: dict[str, typing.Any] = {}
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(
+                f"expected option=value pairs like end=0.75,frequency=50, got {text!r}")
+        options[name.strip()] = _option_value(value.strip())
+    return options
+
+
+def _option_value(text: str) -> typing.Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
 def _parse_rewind_step(text: str) -> int | str:
     if text == "auto":
         return text
@@ -140,6 +171,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         hint, kwargs = hints[field.name], {}
         if field.name == "rates":
             kwargs["type"] = _parse_rates
+        elif field.name == "pruner_options":
+            kwargs["type"] = _parse_options
         elif field.name == "rewind_step":
             kwargs["type"] = _parse_rewind_step
         elif typing.get_origin(hint) is tuple:

@@ -78,7 +78,7 @@ def report(run_dir: str, out: str | None = None, model: str | None = None) -> di
     if not rows:
         raise FileNotFoundError(f"{run_dir} has no completed round yet.")
     metric = run.metric
-    print(report_lib.table(rows, metric=metric))
+    print(report_lib.table(rows, metric=metric, pruner=run.config.pruner_name))
     out = out or os.path.join(run_dir, f"{metric}_vs_sparsity.png")
     report_lib.plot(rows, out, title=run.config.run_name, metric=metric)
     try:

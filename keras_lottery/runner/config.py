@@ -23,10 +23,15 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from keras_lottery import pruners
 from keras_lottery.mask_math import SCOPES, parse_granularity
 from keras_lottery.runner.branches import CONTROLS
 
-MODES = ("iterative", "oneshot")
+MODES = ("iterative", "oneshot", "gradual")
+# The mode each kind of pruner works in, and the pruner a mode uses by default.
+_MODES_OF = {pruners.BETWEEN_ROUNDS: ("iterative", "oneshot"), pruners.AT_INIT: ("oneshot",),
+             pruners.DURING_TRAINING: ("gradual",)}
+_DEFAULT_PRUNER = {"iterative": "magnitude", "oneshot": "magnitude", "gradual": "gradual"}
 MONITOR_MODES = ("auto", "min", "max")
 ON_DIVERGENCE = ("continue", "stop")
 OPTIMIZERS = ("adam", "sgd")
@@ -53,8 +58,16 @@ class LotteryConfig:
         model: architecture, a key of `keras_lottery.runner.models.ARCHITECTURES`.
         dataset: `"mnist"`, `"fashion_mnist"` or `"cifar10"`.
         mode: `"iterative"` (prune `prune_fraction` of the remaining weights
-            per round, `rounds` times) or `"oneshot"` (prune the trained
-            dense network straight to each of `sparsities`).
+            per round, `rounds` times), `"oneshot"` (one network per target
+            of `sparsities`, its masks made once: from the trained dense
+            network, or at initialization by an at-init pruner) or
+            `"gradual"` (one network per target, pruned while it trains:
+            gradual magnitude pruning, or SET / RigL).
+        pruner: the pruning method, a key of `keras_lottery.pruners.PRUNERS`
+            (`"magnitude"`, `"gradual"`, `"snip"`...); None uses the mode's
+            (`"magnitude"`, and `"gradual"` for mode `"gradual"`).
+        pruner_options: the pruner's options by name (e.g. `{"end": 0.75}`
+            for `"gradual"`; see each pruner's `Options`).
         rounds: number of pruning rounds after the dense round (iterative).
         prune_fraction: share of the remaining weights pruned per round.
         sparsities: one-shot targets, in percent of weights *remaining* (the
@@ -144,6 +157,8 @@ class LotteryConfig:
     data: str | None = None
     architecture: str | None = None
     mode: str = "iterative"
+    pruner: str | None = None
+    pruner_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     rounds: int = 5
     prune_fraction: float = 0.2
     sparsities: tuple[float, ...] = ()
@@ -197,6 +212,7 @@ class LotteryConfig:
         self.classes = tuple(int(c) for c in self.classes)
         self.rewind_candidates = tuple(self.rewind_candidates)
         self.rates = dict(self.rates)
+        self.pruner_options = dict(self.pruner_options)
         self.validate()
 
     @classmethod
@@ -271,6 +287,11 @@ class LotteryConfig:
         return f"{_short(self.model)}_{_short(self.data or 'data')}_{self.mode}_{self.run_hash()}"
 
     @property
+    def pruner_name(self) -> str:
+        """The pruner the run uses: `pruner`, or the mode's default."""
+        return self.pruner or _DEFAULT_PRUNER[self.mode]
+
+    @property
     def maximize(self) -> bool:
         """Whether a larger `monitor` value is better."""
         if self.monitor_mode != "auto":
@@ -321,6 +342,7 @@ class LotteryConfig:
                 f"Received: monitor={self.monitor!r}"
             )
         _choice("mode", self.mode, MODES)
+        self._check_pruner()
         _choice("scope", self.scope, SCOPES)
         parse_granularity(self.granularity)
         if (self.granularity == "unit" and self.is_preset_model and "output" not in self.ignore
@@ -381,10 +403,10 @@ class LotteryConfig:
             raise ValueError(
                 f"learning_rate must be > 0. Received: learning_rate={self.learning_rate}"
             )
-        if self.mode == "oneshot":
+        if self.mode != "iterative":
             if not self.sparsities:
                 raise ValueError(
-                    "mode='oneshot' needs sparsities: percents of weights "
+                    f"mode={self.mode!r} needs sparsities: percents of weights "
                     "remaining, e.g. sparsities=(50, 20, 10)."
                 )
             for s in self.sparsities:
@@ -394,9 +416,40 @@ class LotteryConfig:
                         f"(0, 100). Received: sparsities={list(self.sparsities)}"
                     )
             if self.prune_fraction == 0:
-                raise ValueError("mode='oneshot' needs prune_fraction > 0.")
+                raise ValueError(f"mode={self.mode!r} needs prune_fraction > 0.")
         if self.verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2. Received: verbose={self.verbose}")
+
+    def _check_pruner(self) -> None:
+        """The pruner exists, takes its options, and fits the mode."""
+        if self.pruner is not None and self.pruner not in pruners.PRUNERS:
+            raise ValueError(f"pruner must be one of {sorted(pruners.PRUNERS)}. "
+                             f"Received: pruner={self.pruner!r}")
+        if not isinstance(self.pruner_options, dict):
+            raise ValueError("pruner_options must be a dict of option name -> value. "
+                             f"Received: pruner_options={self.pruner_options!r}")
+        when = pruners.get(self.pruner_name, self.pruner_options).when
+        if self.mode not in _MODES_OF[when]:
+            what = {pruners.AT_INIT: "prunes at initialization, once per target",
+                    pruners.DURING_TRAINING: "prunes while the network trains, once per target",
+                    pruners.BETWEEN_ROUNDS: "prunes trained weights"}[when]
+            raise ValueError(
+                f"pruner {self.pruner_name!r} {what}: it needs mode in "
+                f"{list(_MODES_OF[when])} (with sparsities=...). Received: mode={self.mode!r}"
+            )
+        if when != pruners.BETWEEN_ROUNDS:
+            for name, given in (("eb_every", self.eb_every), ("masks_from", self.masks_from),
+                                ("rewind_step='auto'", self.rewind_step == "auto")):
+                if given:
+                    raise ValueError(
+                        f"{name} goes with a pruner of trained weights (between rounds); "
+                        f"pruner {self.pruner_name!r} does not prune them. Received: "
+                        f"pruner={self.pruner_name!r} with {name}")
+        if when == pruners.DURING_TRAINING and parse_granularity(self.granularity)[0] == "n:m":
+            raise ValueError(
+                "N:M granularity has one fixed sparsity, which a pruner acting during "
+                f"training cannot reach gradually. Received: pruner={self.pruner_name!r}, "
+                f"granularity={self.granularity!r}")
 
     def _check_stability_fields(self) -> None:
         if not self.rewind_candidates or any(

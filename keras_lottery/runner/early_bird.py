@@ -1,7 +1,7 @@
 """Early-Bird detection during the dense round (You et al., ICLR 2020).
 
-Every `eb_every` steps of the dense round, the round-1 magnitude mask is
-drawn from the current weights; once the last `eb_window` masks differ by
+Every `eb_every` steps of the dense round, the round-1 mask is drawn from
+the current weights with the run's pruner; once the last `eb_window` masks differ by
 at most `eb_threshold` (normalized Hamming distance), the ticket has been
 found early and, with `eb_stop`, training stops there.
 """
@@ -14,25 +14,29 @@ import keras
 import numpy as np
 
 from keras_lottery.analysis import early_bird_step, hamming
-from keras_lottery.mask_math import magnitude_masks
-from keras_lottery.pruning import _expand_layer_names, get_kernels
+from keras_lottery.pruners import Pruner, PruneRequest
+from keras_lottery.pruning import get_kernels
 
 
 class EarlyBird:
-    """Draws the round-1 magnitude mask during the dense round.
+    """Draws the round-1 mask during the dense round.
 
     Args:
         model: the masked model being trained.
-        config: the run's config (`scope`, `granularity`, `prune_fraction`, `rates`,
-            `eb_every`, `eb_threshold`, `eb_window`, `eb_stop`).
+        config: the run's config (`eb_every`, `eb_threshold`, `eb_window`,
+            `eb_stop`).
         log: the branch's `BranchLog` (mask distances are logged).
+        pruner: the run's pruner (one that acts between rounds).
+        request: round 1's request to it (the share to prune, rates,
+            scope, granularity) on `model`.
 
     `draw(step)` returns True when training should stop there: the masks
     have settled and the config asks to stop at the Early-Bird step.
     """
 
-    def __init__(self, model: keras.Model, config, log):
+    def __init__(self, model: keras.Model, config, log, pruner: Pruner, request: PruneRequest):
         self.model, self.config, self.log = model, config, log
+        self.pruner, self.request = pruner, request
         self.masks: list[dict[str, np.ndarray]] = []
         self.steps: list[int] = []
         self.distances: list[float] = []
@@ -41,9 +45,7 @@ class EarlyBird:
     def draw(self, step: int) -> bool:
         """Draws the mask at `step`; True if training should stop here."""
         config = self.config
-        rates = _expand_layer_names(self.model, config.rates, "rates")
-        masks = magnitude_masks(get_kernels(self.model), None, config.prune_fraction, rates,
-                                scope=config.scope, granularity=config.granularity)
+        masks = self.pruner.masks(self.request)
         distance = hamming(masks, self.masks[-1]) if self.masks else 1.0
         self.masks.append(masks)
         self.steps.append(step)

@@ -18,13 +18,16 @@ def is_finite(value) -> bool:
 
 
 def early_stop(history: Sequence[dict[str, float]], monitor: str = "val_loss",
-               maximize: bool = False) -> dict[str, float]:
+               maximize: bool = False, from_step: int = 0) -> dict[str, float]:
     """The early-stopping summary of one branch's evaluation history.
 
     Args:
         history: evaluation records, each with `step` and metric keys.
         monitor: the key to follow.
         maximize: whether larger values of `monitor` are better.
+        from_step: only records from this step on count (a network pruned
+            while it trains is judged once its masks are final); all count
+            when none of those is finite.
 
     Returns:
         `early_stop_step` (the step of the best finite `monitor` value, the
@@ -36,6 +39,7 @@ def early_stop(history: Sequence[dict[str, float]], monitor: str = "val_loss",
     {'early_stop_step': 100, 'val_loss_at_early_stop': 1.0, 'val_loss_final': 1.0}
     """
     finite = [h for h in history if is_finite(h.get(monitor))]
+    finite = [h for h in finite if h["step"] >= from_step] or finite
     sign = -1.0 if maximize else 1.0
     best = min(finite, key=lambda h: (sign * h[monitor], h["step"])) if finite else history[0]
     summary: dict[str, float] = {"early_stop_step": int(best["step"])}

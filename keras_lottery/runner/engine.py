@@ -29,11 +29,12 @@ from typing import Any, Protocol
 import keras
 import numpy as np
 
+from keras_lottery import compat, pruners
+from keras_lottery.pruners import AT_INIT, BETWEEN_ROUNDS, DURING_TRAINING, PruneRequest
 from keras_lottery.pruning import (
-    _expand_layer_names,
     align_masks,
     get_masks,
-    prune_by_magnitude,
+    rates_by_key,
     set_masks,
     sparsity,
     sparsity_by_layer,
@@ -63,7 +64,8 @@ class Trainer(Protocol):
     branches such as the instability copies); `diverged_at` is the step
     where the loss or the weights became non-finite (None if they did
     not; `runner.divergence` is the rule), `divergence` says which, and
-    `last_finite` holds the weights at the last evaluation before that.
+    `last_finite` holds the weights at the last evaluation before that;
+    `count_from` restricts early stopping to evaluations from a step on.
     """
 
     step: int
@@ -81,6 +83,8 @@ class Trainer(Protocol):
     def evaluate(self) -> dict[str, float]: ...
 
     def reseed(self, seed: int) -> None: ...
+
+    def count_from(self, step: int) -> None: ...
 
 
 TrainerFactory = Callable[[int, str], Trainer]
@@ -120,7 +124,7 @@ class LotteryResult:
 
     def table(self) -> str:
         """The per-round table as text."""
-        return table(self.rows, metric=self.metric)
+        return table(self.rows, metric=self.metric, pruner=self.config.pruner_name)
 
     def ticket(self, round: int | None = None) -> keras.Model:  # noqa: A002 - Keras-style name
         """The ticket of a completed round: masked model, trained weights.
@@ -163,6 +167,9 @@ class Engine:
             first non-loss metric that evaluation produces.
         agree: optional check that every worker sees the same run
             progress (multi-worker runs).
+        batches: n -> n training batches `(x, y)`, for pruners that score
+            by gradients (SNIP, GraSP, RigL).
+        loss: the training loss `(y_true, y_pred) -> scalar`, for them.
 
     θ0 is the model's weights as given, or for a model of your own the
     run's stored `init.npz` once it has one.
@@ -170,12 +177,16 @@ class Engine:
 
     def __init__(self, config: LotteryConfig, model: keras.Model, make_trainer: TrainerFactory,
                  run_dir: RunDir, chief: bool = True, metric: str | None = "accuracy",
-                 agree: Callable[[int], None] | None = None):
+                 agree: Callable[[int], None] | None = None,
+                 batches: pruners.base.Batches | None = None,
+                 loss: Callable[[Any, Any], Any] | None = None):
         self.config, self.model, self.make_trainer = config, model, make_trainer
+        self.pruner = pruners.get(config.pruner_name, config.pruner_options)
+        self.batches, self.loss = batches, loss
         self.run_dir, self.chief, self._metric = run_dir, chief, metric
         self.verbose = config.verbose if chief else 0
         self.agree = agree
-        _expand_layer_names(self.model, config.rates, "rates")
+        self.rates = rates_by_key(self.model, config.rates)
         self.dense_masks = get_masks(self.model)
         self.theta0 = self._initialization()
         self.rewind_point = self.run_dir.rewind_point()
@@ -193,6 +204,22 @@ class Engine:
         self._first_row: dict[str, Any] | None = None
         self.n_rounds = config.rounds if config.mode == "iterative" else len(config.sparsities)
 
+    def request(self, r: int, seed: int = 0) -> PruneRequest:
+        """What the pruner is asked for round r (r >= 1): prune
+        `prune_fraction` (and `rates`) of the remaining weights in iterative
+        mode; else reach the round's target in `sparsities` from dense, each
+        layer at the sparsity iterative pruning gives it after as many
+        rounds (`LotteryConfig.round_fraction`)."""
+        config = self.config
+        if config.mode == "iterative":
+            fraction, rates = config.prune_fraction, self.rates
+        else:
+            target = config.sparsities[r - 1] / 100
+            fraction = config.round_fraction(config.prune_fraction, target)
+            rates = {k: config.round_fraction(v, target) for k, v in self.rates.items()}
+        return PruneRequest(self.model, fraction, rates, config.scope, config.granularity,
+                            seed=seed or branch_seed(config.seed, r), batches=self.batches,
+                            loss=self.loss)
     def _initialization(self) -> WeightSnapshot:
         """θ0: the built model's weights; for a model of your own, whose
         builder need not be seeded, the run's stored `init.npz` once it has
@@ -289,7 +316,11 @@ class Engine:
         stored = self.run_dir.masks(r)
         if stored is not None:
             return align_masks(self.model, stored)
-        config = self.config
+        config, when = self.config, self.pruner.when
+        if r and when == DURING_TRAINING and self.run_dir.metrics(r, TICKET) is not None:
+            warnings.warn(f"Round {r}'s network is trained but its final masks.npz is missing "
+                          "or damaged: it trains again.", stacklevel=3)
+            self.run_dir.forget(r, TICKET)
         if r == 0:
             masks = self.dense_masks
         elif config.masks_from is not None:
@@ -307,18 +338,19 @@ class Engine:
                     f"The masks of {config.masks_from} do not fit this model: the "
                     f"architecture (and number of classes) must be the same. {error}"
                 ) from None
-        else:
+        elif when == BETWEEN_ROUNDS:
             source = r - 1 if config.mode == "iterative" else 0
             set_masks(self.model, previous if config.mode == "iterative" else self.dense_masks)
             restore_weights(self.model, self.trained(source))
-            if config.mode == "iterative":
-                fraction, rates = config.prune_fraction, config.rates
-            else:
-                target = config.sparsities[r - 1] / 100
-                fraction = config.round_fraction(config.prune_fraction, target)
-                rates = {k: config.round_fraction(v, target) for k, v in config.rates.items()}
-            masks = prune_by_magnitude(self.model, fraction, scope=config.scope, rates=rates,
-                                       granularity=config.granularity)
+            masks = self.pruner.masks(self.request(r))
+        else:  # at initialization, or the start of a training that prunes
+            set_masks(self.model, self.dense_masks)
+            restore_weights(self.model, self._rewind_point())
+            masks = (self.pruner.masks if when == AT_INIT else self.pruner.start_masks)(
+                self.request(r))
+            if when == DURING_TRAINING:  # masks.npz: the masks the training ends with
+                return masks
+        set_masks(self.model, masks)
         self.run_dir.save_masks(r, self._stored_names(masks))
         return masks
 
@@ -419,6 +451,8 @@ class Engine:
         rows = [self._branch(r, TICKET, masks, self._start(r))]
         if self._first_row is None:
             self._first_row = rows[0]  # the metric of the table comes from it
+        if r and self.pruner.when == DURING_TRAINING:  # controls take the final masks
+            masks = align_masks(self.model, self.run_dir.masks(r))
         if r:
             for index, name in enumerate(config.controls):
                 rows.append(self._branch(r, name, masks, self._start(r),
@@ -427,19 +461,22 @@ class Engine:
             self._print_round(r, rows)
         return rows
 
+    def _rewind_point(self) -> WeightSnapshot:
+        if self.rewind_point is None:
+            raise ValueError(
+                f"The run in {self.run_dir.path} has no rewind point (step "
+                f"{self.rewind_step}); its dense round never reached it."
+            )
+        return self.rewind_point
+
     def _prepare(self, r: int, branch: str, masks: dict[str, np.ndarray], seed: int) -> None:
         """Sets the masks and initial weights a branch starts from."""
         if r == 0:
             set_masks(self.model, masks)
             restore_weights(self.model, self.theta0)
             return
-        if self.rewind_point is None:
-            raise ValueError(
-                f"The run in {self.run_dir.path} has no rewind point (step "
-                f"{self.rewind_step}); its dense round never reached it."
-            )
         source = r - 1 if self.config.mode == "iterative" else 0
-        start = BranchStart(self.model, masks, r, seed, self.rewind_point,
+        start = BranchStart(self.model, masks, r, seed, self._rewind_point(),
                             lambda: self.trained(source), self.config.granularity)
         (branches.ticket if branch == TICKET else branches.CONTROLS[branch])(start)
 
@@ -478,15 +515,27 @@ class Engine:
             at_step[config.rewind_step] = [self._take_rewind_point]
         early_bird = None
         if dense and config.eb_every:
-            early_bird = EarlyBird(self.model, config, log)
+            early_bird = EarlyBird(self.model, config, log, self.pruner, dataclasses.replace(
+                self.request(1), fraction=config.prune_fraction, rates=self.rates))
             if state is not None:
                 early_bird.restore(state.extra)
             for step in range(config.eb_every, config.steps, config.eb_every):
                 at_step.setdefault(step, []).append(lambda step=step: early_bird.draw(step))
+        pruning = r > 0 and branch == TICKET and self.pruner.when == DURING_TRAINING
+        if pruning:
+            if state is not None:  # the masks it had reached
+                set_masks(self.model, _masks_in(state.extra, get_masks(self.model)))
+            request = self.request(r)
+            for step in self.pruner.update_steps(start, config.steps):
+                at_step.setdefault(step, []).append(
+                    lambda step=step: self._update_masks(step, start, request, log))
+            trainer.count_from(self.pruner.settled_from(start, config.steps))
 
         def checkpoint(state: BranchState) -> None:
             if early_bird is not None:
                 state = dataclasses.replace(state, extra=early_bird.state())
+            if pruning:
+                state = dataclasses.replace(state, extra=_masks_extra(get_masks(self.model)))
             run_dir.save_checkpoint(r, branch, state)
 
         progress = self._progress(r, branch, trainer.step, config.steps)
@@ -506,7 +555,10 @@ class Engine:
             "start_step": start,
             "seconds": time.time() - began,
             "steps_per_second": trainer.steps_per_second,
-            **early_stop(history, config.monitor, config.maximize),
+            "training_steps": self._cost(r, start),
+            **early_stop(history, config.monitor, config.maximize,
+                         from_step=self.pruner.settled_from(start, config.steps)
+                         if pruning else 0),
             "history": history,
         }
         if trainer.diverged_at is not None:
@@ -515,6 +567,8 @@ class Engine:
         if early_bird is not None:
             metrics["early_bird"] = early_bird.summary()
         weights = None
+        if pruning:  # the masks the training ended with are the round's
+            run_dir.save_masks(r, self._stored_names(get_masks(self.model)))
         if branch == TICKET:
             weights = self._trained[r] = snapshot_weights(self.model, step=trainer.step)
         elif start_from is not None:
@@ -543,6 +597,25 @@ class Engine:
             self._trained.pop(r, None)
         self.run_dir.forget(r, branch)
         return False
+
+    def _update_masks(self, step: int, start: int, request: PruneRequest, log: BranchLog) -> None:
+        """A step hook of a branch whose pruner acts during training: the
+        masks from the weights after `step` (TensorBoard: the share left)."""
+        compat.sync_training_state(self.model)
+        set_masks(self.model, self.pruner.update(step, start, self.config.steps, request))
+        log.scalar("pruning/percent_remaining", 100.0 * (1.0 - sparsity(self.model)), step)
+
+    def _cost(self, r: int, start: int) -> int:
+        """Training steps spent on a branch of round r and on finding its
+        masks: its own training, plus for IMP the trainings its masks were
+        pruned from (every earlier round iteratively, the dense round
+        one-shot); pruning at initialization or during training needs none."""
+        own = self.config.steps - start
+        if r == 0 or self.pruner.when != BETWEEN_ROUNDS or self.config.masks_from is not None:
+            return own
+        if self.config.mode == "iterative":
+            return own + self._cost(r - 1, self._start(r - 1))
+        return own + self.config.steps
 
     def _take_rewind_point(self) -> None:
         self.rewind_point = snapshot_weights(self.model, step=self.config.rewind_step)
@@ -577,6 +650,20 @@ class Engine:
             note = f"  DIVERGED at step {row['diverged_at_step']}" if row.get("diverged") else ""
             print(f"    {row['branch']:<14} early-stop {row['early_stop_step']}  "
                   f"{label} {row.get(key, float('nan')):.3f}{note}")
+
+
+_MASK = "pruning_mask_"  # checkpoint arrays of a branch's current masks
+
+
+def _masks_extra(masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {f"{_MASK}{i}": m for i, m in enumerate(masks.values())}
+
+
+def _masks_in(extra: dict[str, np.ndarray], like: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The masks `_masks_extra` stored, keyed like `like` (the model's)."""
+    if f"{_MASK}0" not in extra:
+        return like
+    return {key: extra[f"{_MASK}{i}"] for i, key in enumerate(like)}
 
 
 def _fits(model: keras.Model, snapshot: WeightSnapshot) -> bool:

@@ -59,6 +59,7 @@ class SplitSchedule:
         monitored = monitored_split(monitor, self.splits)
         self.each = self.splits if every_time or monitored is None else (monitored,)
         self.monitor, self.maximize = monitor, maximize
+        self.from_step = 0  # earlier records are not candidates (`count_from`)
         self.best: Record | None = None  # the record early stopping would pick so far
         self._weights: WeightSnapshot | None = None  # its weights, while it lacks splits
 
@@ -72,7 +73,7 @@ class SplitSchedule:
         value); keeps the model's weights if it becomes the best and lacks
         splits. `weights`: a snapshot of them already taken, if any."""
         value = record.get(self.monitor)
-        if not is_finite(value):
+        if not is_finite(value) or record["step"] < self.from_step:
             return
         sign = -1.0 if self.maximize else 1.0
         if self.best is not None and not sign * value < sign * self.best[self.monitor]:

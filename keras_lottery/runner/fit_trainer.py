@@ -167,6 +167,11 @@ class FitTrainer:
         named), as it is now."""
         return self.data.evaluate(self.model, names)
 
+    def count_from(self, step: int) -> None:
+        """Early stopping considers the evaluations from `step` on only
+        (a branch whose masks change while it trains)."""
+        self._schedule.from_step = step
+
     @property
     def steps_per_second(self) -> float:
         """Training throughput, leaving out the first interval (compilation)."""

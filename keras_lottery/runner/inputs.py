@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -178,6 +179,12 @@ class TrainData:
         if keras.backend.backend() == "tensorflow":
             return _tf_array_stream(self._tf_tensors(), self.batch_size, self.seed, start)
         return _array_stream(self.source, self.batch_size, self.seed, start)
+
+    def batches(self, n: int) -> list[tuple[Any, Any]]:
+        """The first `n` training batches as `(x, y)` pairs (what pruners
+        that score by gradients read)."""
+        return [tuple(_as_tuple(batch))[:2]
+                for batch in itertools.islice(iter(self.stream(0)), n)]
 
     def _tf_tensors(self) -> Any:
         """The NumPy arrays as TensorFlow tensors, converted once for every

@@ -353,6 +353,11 @@ class LoopTrainer:
         self._schedule.complete(self.history, self.model, self.evaluate, on_eval)
         return self.history
 
+    def count_from(self, step: int) -> None:
+        """Early stopping considers the evaluations from `step` on only
+        (a branch whose masks change while it trains)."""
+        self._schedule.from_step = step
+
     @property
     def steps_per_second(self) -> float:
         """Training throughput measured so far (NaN before two calls)."""

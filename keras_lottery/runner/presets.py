@@ -81,6 +81,7 @@ def preset_engine(config: LotteryConfig, data: data_lib.Dataset | None = None, s
             "as a model of your own: keras_lottery.LotterySearch with a builder around "
             "keras_lottery.runner.models.build(...), compiled."
         )
+    from keras_lottery.runner import pipeline
     from keras_lottery.runner.loop_trainer import LoopTrainer, Splits
 
     strategy = strategy if strategy is not None else make_strategy(config.strategy)
@@ -105,5 +106,13 @@ def preset_engine(config: LotteryConfig, data: data_lib.Dataset | None = None, s
     def agree(progress: int) -> None:
         check_workers_agree(strategy, progress, "the run's progress")
 
-    engine = Engine(config, model, make_trainer, run_dir, chief=chief, agree=agree)
+    def batches(n: int) -> list:
+        """The first n training batches, standardized as training sees them."""
+        count = n * config.batch_size
+        return list(pipeline.eval_batches(data.x_train[:count], data.y_train[:count],
+                                          splits.stats, batch_size=config.batch_size))
+
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    engine = Engine(config, model, make_trainer, run_dir, chief=chief, agree=agree,
+                    batches=batches, loss=loss)
     return engine, lambda: preset_model(config, data.input_shape, data.num_classes)

@@ -54,17 +54,23 @@ def _cell(value: Any, spec: str = "") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def table(rows: Sequence[dict[str, Any]], metric: str = "accuracy") -> str:
+def table(rows: Sequence[dict[str, Any]], metric: str = "accuracy",
+          pruner: str = "magnitude") -> str:
     """A fixed-width text table of branch metrics, one line per branch.
 
     A last `diverged at` column (the step whose loss became NaN/inf) is
-    added when any branch diverged. Missing values print as "-".
+    added when any branch diverged. Missing values print as "-". For a run
+    of another pruner than IMP's magnitude pruning, the main branch of each
+    pruned round is named after the pruner, and a `train steps` column
+    gives each row's cost (`training_steps`: its training and the trainings
+    its masks came from).
 
     Args:
         rows: branch metrics as the search records them (`round`, `branch`,
             `percent_remaining`, `early_stop_step`, `test_<metric>_at_early_stop`...).
         metric: the evaluation metric to tabulate (a key of the history
             records without its split prefix: `accuracy`, `loss`, `auc`...).
+        pruner: the run's pruner (`LotteryConfig.pruner_name`).
 
     Returns:
         The table as a string (Markdown-compatible pipes).
@@ -80,17 +86,24 @@ def table(rows: Sequence[dict[str, Any]], metric: str = "accuracy") -> str:
     diverged = any(row.get("diverged") for row in rows)
     header = ("round", "branch", "% remaining", "early-stop iter",
               f"test {name} @ES", f"test {name} final", f"val {name} @ES", f"train {name} @ES")
+    cost = pruner != "magnitude"
+    header += ("train steps",) if cost else ()
     header += ("diverged at",) if diverged else ()
     lines = [header]
     for row in _sorted(rows):
+        branch = row["branch"]
+        if cost and branch == "ticket" and row["round"]:
+            branch = pruner
         line = (
-            str(row["round"]), row["branch"], _cell(row.get("percent_remaining"), ".1f"),
+            str(row["round"]), branch, _cell(row.get("percent_remaining"), ".1f"),
             _cell(row.get("early_stop_step")),
             _cell(row.get(f"test_{metric}_at_early_stop"), ".4f"),
             _cell(row.get(f"test_{metric}_final"), ".4f"),
             _cell(row.get(f"val_{metric}_at_early_stop"), ".4f"),
             _cell(_train_at_early_stop(row, metric), ".4f"),
         )
+        if cost:
+            line += (_cell(row.get("training_steps")),)
         if diverged:
             line += (_cell(row.get("diverged_at_step") if row.get("diverged") else None),)
         lines.append(line)

@@ -32,7 +32,7 @@ from keras_lottery.runner.rundir import RunDir
 ModelSource = Callable[[], keras.Model] | keras.Model
 
 # LotterySearch arguments that are LotteryConfig fields of the same name.
-SEARCH_SETTINGS = ("mode", "rounds", "prune_fraction", "sparsities", "scope", "granularity",
+SEARCH_SETTINGS = ("mode", "pruner", "pruner_options", "rounds", "prune_fraction", "sparsities", "scope", "granularity",
                    "rates", "ignore",
                    "rewind_step", "rewind_candidates", "stability_threshold", "stability_points",
                    "controls", "monitor", "monitor_mode", "on_divergence",
@@ -106,9 +106,12 @@ class LotterySearch:
             with the model's own loss and metrics.
         rounds: pruning rounds after the dense round (iterative mode).
         prune_fraction: share of the remaining weights pruned per round.
-        mode: `"iterative"` or `"oneshot"` (with `sparsities`, percents of
-            weights remaining).
-        sparsities: one-shot targets, e.g. `(50, 20, 10)`.
+        mode: `"iterative"`, `"oneshot"` or `"gradual"` (the last two with
+            `sparsities`, percents of weights remaining; see `LotteryConfig`).
+        pruner: the pruning method, a key of `keras_lottery.pruners.PRUNERS`
+            (default: `"magnitude"`, or `"gradual"` for `mode="gradual"`).
+        pruner_options: the pruner's options, e.g. `{"end": 0.75}`.
+        sparsities: targets of the oneshot and gradual modes, e.g. `(50, 20, 10)`.
         scope: `"global"` or `"layerwise"`.
         granularity: `"weight"`, `"unit"` (whole Dense units / Conv filters)
             or `"N:M"` such as `"2:4"` (see `keras_lottery.GRANULARITIES`).
@@ -152,7 +155,9 @@ class LotterySearch:
     """
 
     def __init__(self, model: ModelSource, *, rounds: int = 5, prune_fraction: float = 0.2,
-                 mode: str = "iterative", sparsities: Sequence[float] = (),
+                 mode: str = "iterative", pruner: str | None = None,
+                 pruner_options: dict[str, Any] | None = None,
+                 sparsities: Sequence[float] = (),
                  scope: str = "global", granularity: str = "weight",
                  rates: dict[str, float] | None = None,
                  ignore: Sequence[str] = (), rewind_step: int | str = 0,
@@ -174,6 +179,7 @@ class LotterySearch:
         values = dict(locals())
         settings = {k: values[k] for k in SEARCH_SETTINGS}
         settings["rates"] = dict(rates or {})
+        settings["pruner_options"] = dict(pruner_options or {})
         # Validated now, so a bad argument fails before any data is read;
         # the steps and the data's identity come with `fit`.
         self._config = LotteryConfig(model=model_identity(model), data="python:data",
@@ -332,7 +338,8 @@ class LotterySearch:
                               scope=scope, maximize=config.maximize,
                               test_curves=config.test_curves)
 
-        return Engine(config, model, make_trainer, run_dir, metric=None)
+        return Engine(config, model, make_trainer, run_dir, metric=None,
+                      batches=lambda n: data.train.batches(n), loss=_loss(compile_args))
 
     def _masked_model(self, strategy, data: SearchData) -> tuple[keras.Model, dict[str, Any]]:
         """Builds (or takes) the user's model and wraps it for pruning."""
@@ -362,6 +369,17 @@ class LotterySearch:
     def _ticket_model(self, strategy, data: SearchData) -> keras.Model:
         model, _ = self._masked_model(strategy, data)
         return model
+
+
+def _loss(compile_args: dict[str, Any]) -> Callable[[Any, Any], Any] | None:
+    """The compiled loss as `(y_true, y_pred) -> scalar`, for pruners that
+    score by gradients; None for a loss they cannot call (several outputs)."""
+    loss = compile_args.get("loss")
+    if isinstance(loss, str):
+        loss = keras.losses.get(loss)
+    if not callable(loss):
+        return None
+    return lambda y_true, y_pred: keras.ops.mean(loss(y_true, y_pred))
 
 
 def _steps_to_validate(rewind_step: Any, candidates: Sequence[int]) -> int:
