@@ -20,7 +20,11 @@ from keras_lottery.runner import cli, commands, data
         (["run", "--rounds", "-1"], "--rounds: rounds must be an integer >= 0. Received: rounds=-1"),
         (["run", "--prune-fraction", "1.5"], "--prune-fraction: prune_fraction must be a number in [0, 1). Received: prune_fraction=1.5"),
         (["run", "--controls", "random"], "--controls: controls must be one of ['random_reinit', 'random_prune', 'lr_rewind']. Received: controls='random'"),
-        (["run", "--mode", "twice"], "argument --mode: invalid choice: 'twice' (choose from 'iterative', 'oneshot')"),
+        (["run", "--mode", "twice"], "argument --mode: invalid choice: 'twice' (choose from 'iterative', 'oneshot', 'gradual')"),
+        (["run", "--pruner", "obd"], "argument --pruner: invalid choice: 'obd'"),
+        (["run", "--pruner-options", "end"], "argument --pruner-options: expected option=value pairs like end=0.75,frequency=50, got 'end'"),
+        (["run", "--mode", "gradual", "--sparsities", "50", "--pruner-options", "end=1.5"], "gradual pruning needs 0 <= begin < end <= 1"),
+        (["run", "--pruner", "gradual", "--sparsities", "50"], "pruner 'gradual' prunes while the network trains, once per target: it needs mode in ['gradual']"),
         (["run", "--steps", "many"], "argument --steps: invalid int value: 'many'"),
         (["run", "--rates", "output"], "argument --rates: expected layer=rate pairs like output=0.1,conv1=0.1, got 'output'"),
         (["run", "--preset", "lenet5"], "argument --preset: invalid choice: 'lenet5'"),
@@ -58,7 +62,7 @@ RUN_FLAGS = {
     "--eb-window", "--eval-every", "--granularity", "--help", "--ignore", "--learning-rate",
     "--logdir", "--lr-gamma", "--lr-milestones", "--masks-from", "--mode", "--model",
     "--momentum", "--monitor", "--monitor-mode", "--name", "--on-divergence", "--optimizer",
-    "--preset", "--prune-fraction", "--rates", "--rewind-candidates", "--rewind-step",
+    "--preset", "--prune-fraction", "--pruner", "--pruner-options", "--rates", "--rewind-candidates", "--rewind-step",
     "--rounds", "--scope", "--seed", "--sparsities", "--stability-points",
     "--stability-threshold", "--steps", "--strategy", "--test-curves", "--train-eval-examples",
     "--validation",
@@ -89,6 +93,20 @@ def test_every_run_flag_sets_its_config_field(tmp_path, monkeypatch):
     assert (config.rounds, config.learning_rate, config.controls, config.rewind_step,
             config.eb_every, config.eb_stop) == (3, 0.5, ("random_reinit", "random_prune"),
                                                  "auto", 10, True)
+
+
+def test_gradual_flags_set_the_pruner_and_its_typed_options(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr("keras_lottery.runner.commands.run", lambda config: seen.update(
+        config=config))
+    argv = ["run", "--preset", "lenet300", "--mode", "gradual", "--sparsities", "50,20",
+            "--pruner-options", "end=0.75,frequency=50,power=1", "--logdir", str(tmp_path)]
+    assert cli.main(argv) == 0
+    config = seen["config"]
+    assert (config.mode, config.pruner_name, config.sparsities) == ("gradual", "gradual",
+                                                                     (50.0, 20.0))
+    assert config.pruner_options == {"end": 0.75, "frequency": 50, "power": 1}
+    assert type(config.pruner_options["frequency"]) is int
 
 
 def test_report_and_export(tmp_path, fashion_small, capsys):

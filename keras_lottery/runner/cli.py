@@ -61,7 +61,7 @@ _HELP = {
             "trains)",
     "pruner": "the pruning method: " + "; ".join(
         f"{name}: {text}" for name, text in pruners.describe().items())
-        + " (default: magnitude; gradual with --mode gradual)",
+        + "; unset: magnitude, or gradual with --mode gradual",
     "pruner_options": "the pruner's options, e.g. end=0.75,frequency=50 for gradual",
     "rates": "per-layer pruning rates, e.g. output=0.1,conv1=0.1",
     "ignore": "layers never pruned, e.g. output,stage2_block0_shortcut",
