@@ -38,7 +38,7 @@ import sys
 
 from keras_lottery.runner import instability
 from keras_lottery.runner.config import LotteryConfig
-from keras_lottery.runner.presets import find_ticket
+from keras_lottery.runner.presets import find_ticket, preset_instability
 from keras_lottery.runner.rundir import RunDir
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
@@ -102,7 +102,7 @@ def main() -> None:
              "|---|---|---|---|---|"]
     sparse_ks = args.sparse_rewind_steps or args.rewind_steps
     for r, ks in ((0, args.rewind_steps), *((r, sparse_ks) for r in args.sparse_rounds)):
-        results = instability.preset_instability(run.run_dir, r, ks, args.points)
+        results = preset_instability(run.run_dir, r, ks, args.points)
         print("\n".join(instability.summary_lines(results)))
         lines += [f"| {x['round']} | {x['percent_remaining']:.1f} | {x['rewind_step']} | "
                   f"{100 * x['instability']['test']:.2f} | "

@@ -19,7 +19,7 @@ from keras_lottery.runner import cli, commands, data
     [
         (["run", "--rounds", "-1"], "--rounds: rounds must be an integer >= 0. Received: rounds=-1"),
         (["run", "--prune-fraction", "1.5"], "--prune-fraction: prune_fraction must be a number in [0, 1). Received: prune_fraction=1.5"),
-        (["run", "--controls", "random"], "--controls: controls must be one of ['random_reinit', 'random_prune', 'lr_rewind']. Received: controls='random'"),
+        (["run", "--controls", "random"], "--controls: controls must be one of ['random_reinit', 'random_prune', 'lr_rewind', 'inverted_scores']. Received: controls='random'"),
         (["run", "--mode", "twice"], "argument --mode: invalid choice: 'twice' (choose from 'iterative', 'oneshot', 'gradual')"),
         (["run", "--pruner", "obd"], "argument --pruner: invalid choice: 'obd'"),
         (["run", "--pruner-options", "end"], "argument --pruner-options: expected option=value pairs like end=0.75,frequency=50, got 'end'"),

@@ -47,7 +47,7 @@ def test_random_prune_control_uses_a_different_mask_with_same_layer_counts(tmp_p
     config = tiny_config(tmp_path, rounds=1, controls=("random_prune",))
     result = kl.find_ticket(config, fashion_small)
     ticket = read_npz(os.path.join(result.run_dir, "round_01", "masks.npz"))
-    shuffled = kl.permuted_masks(ticket, seed=kl.runner.engine.branch_seed(config.seed, 1, 0))
+    shuffled = kl.permuted_masks(ticket, seed=kl.runner.branches.branch_seed(config.seed, 1, 0))
     assert kl.mask_overlap(ticket, shuffled) < 0.8
     assert {k: int(v.sum()) for k, v in shuffled.items()} == {k: int(v.sum()) for k, v in ticket.items()}
 

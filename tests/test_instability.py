@@ -234,7 +234,7 @@ def test_preset_instability_of_a_moved_run_adds_its_branches_there(tmp_path, fas
     import shutil
 
     from conftest import tiny_config
-    from keras_lottery.runner.instability import preset_instability
+    from keras_lottery.runner.presets import preset_instability
     from keras_lottery.runner.presets import find_ticket
 
     result = find_ticket(tiny_config(tmp_path, rounds=1))

@@ -201,7 +201,8 @@ def get(name: str, options: Mapping[str, Any] | None = None) -> Pruner:
 
 def describe() -> dict[str, str]:
     """Pruner name -> the first line of its docstring (for help texts)."""
-    return {name: (cls.__doc__ or "").strip().splitlines()[0] for name, cls in PRUNERS.items()}
+    return {name: (cls.__doc__ or "").strip().splitlines()[0].rstrip(".")
+            for name, cls in PRUNERS.items()}
 
 
 def masks_from_scores(scores: Mapping[str, np.ndarray],

@@ -40,6 +40,9 @@ class BranchStart:
             in one-shot mode).
         granularity: the run's pruning granularity (`"weight"`, `"unit"`,
             `"N:M"`), for controls that keep the mask's structure.
+        scores: returns the run's pruner's scores of the round's weights
+            (pruners at initialization), for the controls that invert them;
+            None for other pruners.
     """
 
     model: keras.Model
@@ -49,6 +52,7 @@ class BranchStart:
     rewind_point: WeightSnapshot
     pruned_from: Callable[[], WeightSnapshot]
     granularity: str = "weight"
+    scores: Callable[[], dict[str, np.ndarray]] | None = None
 
 
 Branch = Callable[[BranchStart], None]
@@ -82,6 +86,16 @@ def control(name: str) -> Callable[[Branch], Branch]:
     return register
 
 
+def branch_seed(*parts: int) -> int:
+    """A seed derived from integers (run seed, round, control index).
+
+    Example:
+    >>> branch_seed(0, 1, 0) == branch_seed(0, 1, 0) != branch_seed(0, 1, 1)
+    True
+    """
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0] >> 1)
+
+
 def ticket(start: BranchStart) -> None:
     """The winning ticket: the round's mask, survivors rewound to the rewind point."""
     set_masks(start.model, start.masks)
@@ -112,6 +126,25 @@ def lr_rewind(start: BranchStart) -> None:
     trained = start.pruned_from()
     set_masks(start.model, start.masks)
     restore_weights(start.model, trained)
+
+
+@control("inverted_scores")
+def inverted_scores(start: BranchStart) -> None:
+    """Each layer keeps as many weights, its lowest-scored ones, rewound
+    like the ticket (Frankle et al. 2021's inversion sanity check)."""
+    if start.scores is None:
+        raise ValueError("The inverted_scores control inverts the scores of a pruner at "
+                         "initialization (snip, grasp, synflow...); this run's pruner has none.")
+    scores = start.scores()
+    masks = {}
+    for key, mask in start.masks.items():
+        kept = int(np.count_nonzero(mask))
+        order = np.argsort(np.asarray(scores[key], np.float64).reshape(-1), kind="stable")
+        inverted = np.zeros(mask.size, bool)
+        inverted[order[:kept]] = True
+        masks[key] = inverted.reshape(mask.shape)
+    set_masks(start.model, masks)
+    restore_weights(start.model, start.rewind_point)
 
 
 def describe() -> dict[str, str]:

@@ -13,8 +13,9 @@ from keras_lottery.runner import instability as instability_lib
 from keras_lottery.runner import reports as report_lib
 from keras_lottery.runner import tensorboard
 from keras_lottery.runner.config import LotteryConfig
-from keras_lottery.runner.engine import LotteryResult, run_lock
-from keras_lottery.runner.presets import find_ticket
+from keras_lottery.runner.engine import LotteryResult
+from keras_lottery.runner.lock import run_lock
+from keras_lottery.runner.presets import find_ticket, preset_instability
 from keras_lottery.runner.rebuild import builder, import_object, load_ticket
 from keras_lottery.runner.rundir import RunDir, config_at
 from keras_lottery.runner.search import SEARCH_SETTINGS, LotterySearch
@@ -104,7 +105,7 @@ def instability(run_dir: str, round_index: int, rewind_steps: tuple[int, ...],
                 data: str | None = None) -> list[dict[str, Any]]:
     """`keras-lottery instability`: trains the two copies of each rewind
     step as branches of a run's round and prints the instabilities: a
-    preset run through `runner.instability.preset_instability`, a run of a
+    preset run through `runner.presets.preset_instability`, a run of a
     model of your own through `LotterySearch.instability`, its model and
     data functions imported only when named by `model` and `data` (the
     ones the run was found with; the run directory's own are never run).
@@ -118,7 +119,7 @@ def instability(run_dir: str, round_index: int, rewind_steps: tuple[int, ...],
     """
     config = config_at(run_dir)
     if config.is_preset_model:
-        results = instability_lib.preset_instability(run_dir, round_index, rewind_steps, points)
+        results = preset_instability(run_dir, round_index, rewind_steps, points)
     else:
         _check_named(config, model, data)
         search, splits, arguments = _user_search(config)

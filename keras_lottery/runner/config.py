@@ -445,6 +445,12 @@ class LotteryConfig:
                         f"{name} goes with a pruner of trained weights (between rounds); "
                         f"pruner {self.pruner_name!r} does not prune them. Received: "
                         f"pruner={self.pruner_name!r} with {name}")
+        if "inverted_scores" in self.controls and (
+                when != pruners.AT_INIT or self.granularity != "weight"):
+            raise ValueError(
+                "The inverted_scores control inverts the per-weight scores of a pruner at "
+                "initialization (snip, grasp, synflow, random, magnitude_init). Received: "
+                f"pruner={self.pruner_name!r}, granularity={self.granularity!r}")
         if when == pruners.DURING_TRAINING and parse_granularity(self.granularity)[0] == "n:m":
             raise ValueError(
                 "N:M granularity has one fixed sparsity, which a pruner acting during "

@@ -17,7 +17,6 @@ TensorBoard, divergence) is here, once.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import sys
@@ -40,17 +39,15 @@ from keras_lottery.pruning import (
     sparsity_by_layer,
 )
 from keras_lottery.rewind import WeightSnapshot, restore_weights, rewindable_weights, snapshot_weights
-from keras_lottery.runner import branches
-from keras_lottery.runner.branches import TICKET, BranchStart
+from keras_lottery.runner import branches, instability
+from keras_lottery.runner.branches import TICKET, BranchStart, branch_seed
 from keras_lottery.runner.checkpoint import BranchState
 from keras_lottery.runner.config import LotteryConfig
 from keras_lottery.runner.early_bird import EarlyBird
 from keras_lottery.runner.early_stop import early_stop
 from keras_lottery.runner.errors import DivergedError
-from keras_lottery.runner.lock import RunLock
-from keras_lottery.runner.rebuild import load_ticket
 from keras_lottery.runner.reports import table
-from keras_lottery.runner.rundir import RunDir
+from keras_lottery.runner.rundir import RunDir, round_ticket
 from keras_lottery.runner.tensorboard import BranchLog, write_run_summary
 
 
@@ -108,7 +105,7 @@ class LotteryResult:
         metric: the metric the table shows (`"accuracy"` for the presets;
             the first compiled metric of a model of your own).
         build: makes a fresh masked model of the run's architecture (for
-            `ticket`).
+            `ticket`; set by `find_ticket` and `LotterySearch.fit`).
     """
 
     config: LotteryConfig
@@ -135,21 +132,12 @@ class LotteryResult:
         Returns:
             A masked Keras model; `keras_lottery.save_ticket` writes it.
         """
+        if self.build is None:
+            raise ValueError("This result has no model builder (LotteryResult.build): rebuild "
+                             "the ticket with keras_lottery.runner.rebuild.load_ticket.")
         rounds = sorted({row["round"] for row in self.rows})
-        return load_ticket(self.run_dir, rounds[-1] if round is None else round, self.build)
-
-
-def run_lock(config: LotteryConfig, chief: bool = True):
-    """The lock of the config's run directory (a no-op off the chief), to
-    hold from before the directory is opened until the run ends."""
-    if not chief:
-        return contextlib.nullcontext()
-    return RunLock(os.path.join(config.logdir, config.run_name))
-
-
-def branch_seed(*parts: int) -> int:
-    """A seed derived from integers (run seed, round, control index)."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0] >> 1)
+        return round_ticket(RunDir.load(self.run_dir), rounds[-1] if round is None else round,
+                            self.build)
 
 
 class Engine:
@@ -267,7 +255,7 @@ class Engine:
     def run(self) -> LotteryResult:
         """Runs every round; completed branches are read back, not retrained.
 
-        The caller holds the run directory's lock (`run_lock`)."""
+        The caller holds the run directory's lock (`lock.run_lock`)."""
         if self.agree is not None:
             progress = (len(self.run_dir.all_metrics()), len(self.run_dir.completed_rounds()))
             self.agree(1000 * progress[0] + progress[1])
@@ -384,9 +372,7 @@ class Engine:
     def _choose_rewind_step(self) -> None:
         """rewind_step="auto": the smallest stable candidate becomes the
         rewind step and its θk the rewind point (see `runner.instability`)."""
-        from keras_lottery.runner.instability import choose_rewind_step
-
-        choice = self._rewind_choice = choose_rewind_step(self)
+        choice = self._rewind_choice = instability.choose_rewind_step(self)
         self.rewind_step = choice["rewind_step"]
         if self.rewind_point is None or self.rewind_point.step != self.rewind_step:
             self.rewind_point = self.weights_at(self.rewind_step)
@@ -477,7 +463,9 @@ class Engine:
             return
         source = r - 1 if self.config.mode == "iterative" else 0
         start = BranchStart(self.model, masks, r, seed, self._rewind_point(),
-                            lambda: self.trained(source), self.config.granularity)
+                            lambda: self.trained(source), self.config.granularity,
+                            scores=(lambda: self._scores_at_init(r))
+                            if self.pruner.when == AT_INIT else None)
         (branches.ticket if branch == TICKET else branches.CONTROLS[branch])(start)
 
     def _branch(self, r: int, branch: str, masks: dict[str, np.ndarray], start: int,
@@ -597,6 +585,13 @@ class Engine:
             self._trained.pop(r, None)
         self.run_dir.forget(r, branch)
         return False
+
+    def _scores_at_init(self, r: int) -> dict[str, np.ndarray]:
+        """The pruner's scores of the rewind point's weights under dense
+        masks, as it scored them to make round r's masks."""
+        set_masks(self.model, self.dense_masks)
+        restore_weights(self.model, self._rewind_point())
+        return self.pruner.scores(self.request(r))
 
     def _update_masks(self, step: int, start: int, request: PruneRequest, log: BranchLog) -> None:
         """A step hook of a branch whose pruner acts during training: the

@@ -36,15 +36,34 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import keras
 
 from keras_lottery.files import read_json, write_json
 from keras_lottery.interpolation import InterpolationCurve, instability, interpolation_curve
 from keras_lottery.pruning import align_masks
-from keras_lottery.runner.engine import Engine, branch_seed
-from keras_lottery.runner.rundir import RunDir, config_at
+from keras_lottery.rewind import WeightSnapshot
+from keras_lottery.runner.branches import branch_seed
+from keras_lottery.runner.config import LotteryConfig
+from keras_lottery.runner.rundir import RunDir
+
+
+class Branches(Protocol):
+    """What the analysis needs of a run's engine (`runner.engine.Engine`):
+    its config, model, directory and trainers, the dense weights after k
+    steps, and extra branches of a round trained like the others."""
+
+    config: LotteryConfig
+    model: keras.Model
+    run_dir: RunDir
+    verbose: int
+    make_trainer: Callable[[int, str], Any]
+
+    def weights_at(self, step: int) -> WeightSnapshot: ...
+
+    def train_branch(self, r: int, branch: str, masks: dict, weights: WeightSnapshot,
+                     data_seed: int) -> WeightSnapshot: ...
 
 # Mixed into the copies' seeds so they differ from the controls' seeds.
 _SALT = 7919
@@ -64,7 +83,7 @@ def _curve_path(run_dir: RunDir, round_index: int, rewind_step: int) -> str:
     return os.path.join(run_dir.branch_dir(round_index), f"instability_k{rewind_step}.json")
 
 
-def _evaluator(engine: Engine) -> Callable[[keras.Model], dict[str, float]]:
+def _evaluator(engine: Branches) -> Callable[[keras.Model], dict[str, float]]:
     """Evaluation of the engine's model on every split, as its trainer does
     (the trainer evaluates that same model, whatever weights it holds)."""
     trainer = engine.make_trainer(0, "instability evaluation")
@@ -77,7 +96,7 @@ def barriers(curve: InterpolationCurve) -> dict[str, float]:
             for key in sorted(curve.metrics) if key.endswith("_error")}
 
 
-def measure(engine: Engine, round_index: int, rewind_step: int,
+def measure(engine: Branches, round_index: int, rewind_step: int,
             points: int | None = None) -> dict[str, Any]:
     """The instability of round `round_index` of the engine's run at step k.
 
@@ -128,7 +147,7 @@ def measure(engine: Engine, round_index: int, rewind_step: int,
     return result
 
 
-def analyze(engine: Engine, round_index: int, rewind_steps: Sequence[int],
+def analyze(engine: Branches, round_index: int, rewind_steps: Sequence[int],
             points: int | None = None) -> list[dict[str, Any]]:
     """`measure` at every k, then the TensorBoard events of the run's analyses.
 
@@ -184,7 +203,7 @@ def choose(instabilities: Sequence[tuple[int, float]], threshold: float) -> dict
                       f"points); the least unstable is taken ({value:.2f})"}
 
 
-def choose_rewind_step(engine: Engine) -> dict[str, Any]:
+def choose_rewind_step(engine: Branches) -> dict[str, Any]:
     """`rewind_step="auto"`: measures the dense round's candidates in
     increasing order until one is stable, and records the choice.
 
@@ -222,37 +241,6 @@ def choose_rewind_step(engine: Engine) -> dict[str, Any]:
     if engine.verbose:
         print(f"rewind step auto: {record['rewind_step']} ({record['reason']}, {split} error)")
     return record
-
-
-def preset_instability(run_dir: str, round_index: int, rewind_steps: Sequence[int],
-                       points: int | None = None) -> list[dict[str, Any]]:
-    """The instability analysis of a preset run's round, as branches of it.
-
-    Args:
-        run_dir: the run directory (of `find_ticket` / `keras-lottery run
-            --preset`).
-        round_index: a round whose masks exist.
-        rewind_steps: the k to measure, each in [0, steps).
-        points: points along the path (default: the config's).
-
-    Returns:
-        One `measure` result per k.
-
-    Example:
-    >>> results = preset_instability("runs/lenet300_fashion_mnist_iterative_d91f1bf1", 3,
-    ...                              [0, 100, 500])
-    >>> [r["instability"]["test"] for r in results]
-    """
-    from keras_lottery.runner.engine import run_lock
-    from keras_lottery.runner.presets import preset_engine
-
-    config = config_at(run_dir)  # where the run is now, wherever it was made
-    if not config.is_preset_model:
-        raise ValueError(f"preset_instability needs a preset run; {run_dir} holds model="
-                         f"{config.model!r}. Received: run_dir={run_dir!r}")
-    with run_lock(config):
-        engine, _ = preset_engine(config)
-        return analyze(engine, round_index, rewind_steps, points)
 
 
 def summary_lines(results: Sequence[dict[str, Any]]) -> list[str]:

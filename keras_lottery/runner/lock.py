@@ -251,3 +251,24 @@ def _guard(directory: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def run_lock(config, chief: bool = True) -> contextlib.AbstractContextManager:
+    """The lock of a config's run directory (a no-op off the chief), to
+    hold from before the directory is opened until the run ends.
+
+    Args:
+        config: a `LotteryConfig` (its `logdir` and `run_name`).
+        chief: whether this process writes the run (with several workers,
+            only the chief does).
+
+    Returns:
+        A context manager.
+
+    Example:
+    >>> with run_lock(config):
+    ...     result = engine.run()
+    """
+    if not chief:
+        return contextlib.nullcontext()
+    return RunLock(os.path.join(config.logdir, config.run_name))

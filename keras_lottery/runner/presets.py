@@ -9,6 +9,9 @@ and otherwise goes through the same `Engine` as a model of your own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import keras
 
 from keras_lottery.masking import prunable
@@ -16,8 +19,10 @@ from keras_lottery.runner import data as data_lib
 from keras_lottery.runner import models
 from keras_lottery.runner.config import LotteryConfig
 from keras_lottery.runner.distribute import check_workers_agree, is_chief, make_strategy
-from keras_lottery.runner.engine import Engine, LotteryResult, run_lock
-from keras_lottery.runner.rundir import RunDir
+from keras_lottery.runner import instability
+from keras_lottery.runner.engine import Engine, LotteryResult
+from keras_lottery.runner.lock import run_lock
+from keras_lottery.runner.rundir import RunDir, config_at
 
 
 def preset_model(config: LotteryConfig, input_shape, num_classes: int) -> keras.Model:
@@ -116,3 +121,31 @@ def preset_engine(config: LotteryConfig, data: data_lib.Dataset | None = None, s
     engine = Engine(config, model, make_trainer, run_dir, chief=chief, agree=agree,
                     batches=batches, loss=loss)
     return engine, lambda: preset_model(config, data.input_shape, data.num_classes)
+
+
+def preset_instability(run_dir: str, round_index: int, rewind_steps: Sequence[int],
+                       points: int | None = None) -> list[dict[str, Any]]:
+    """The instability analysis of a preset run's round, as branches of it.
+
+    Args:
+        run_dir: the run directory (of `find_ticket` / `keras-lottery run
+            --preset`).
+        round_index: a round whose masks exist.
+        rewind_steps: the k to measure, each in [0, steps).
+        points: points along the path (default: the config's).
+
+    Returns:
+        One `measure` result per k.
+
+    Example:
+    >>> results = preset_instability("runs/lenet300_fashion_mnist_iterative_d91f1bf1", 3,
+    ...                              [0, 100, 500])
+    >>> [r["instability"]["test"] for r in results]
+    """
+    config = config_at(run_dir)  # where the run is now, wherever it was made
+    if not config.is_preset_model:
+        raise ValueError(f"preset_instability needs a preset run; {run_dir} holds model="
+                         f"{config.model!r}. Received: run_dir={run_dir!r}")
+    with run_lock(config):
+        engine, _ = preset_engine(config)
+        return instability.analyze(engine, round_index, rewind_steps, points)

@@ -21,10 +21,8 @@ import keras
 
 from keras_lottery.files import CorruptFileError, check_zip
 from keras_lottery.masking import prunable
-from keras_lottery.pruning import align_masks, set_masks
-from keras_lottery.rewind import restore_weights
 from keras_lottery.saving import load_model
-from keras_lottery.runner.rundir import RunDir
+from keras_lottery.runner.rundir import RunDir, round_ticket
 
 
 def import_object(path: str, what: str = "model") -> Any:
@@ -147,23 +145,4 @@ def load_ticket(run_dir: str, round_index: int,
             them), or the model cannot be rebuilt.
     """
     run = RunDir.load(run_dir)
-    done = run.completed_rounds()
-    if round_index not in done:
-        raise ValueError(
-            f"round must be a completed round of {run_dir}. "
-            f"Received: round={round_index}; completed: {done}"
-        )
-    masks, weights = run.masks(round_index), run.weights(round_index)
-    lost = [name for name, value in (("masks.npz", masks), ("weights.npz", weights))
-            if value is None]
-    if lost:
-        raise ValueError(
-            f"Round {round_index} of {run_dir} cannot be rebuilt: its {' and '.join(lost)} "
-            f"{'is' if len(lost) == 1 else 'are'} missing or damaged. Rerun the search with "
-            "the same arguments (keras-lottery run, or LotterySearch.fit): it detects this "
-            "and trains the round again."
-        )
-    model = masked_model(run, build)
-    set_masks(model, align_masks(model, masks))
-    restore_weights(model, weights)
-    return model
+    return round_ticket(run, round_index, lambda: masked_model(run, build))

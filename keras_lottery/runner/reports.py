@@ -23,7 +23,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, MaxNLoc
 
 from keras_lottery.files import atomic_open
 
-BRANCH_ORDER = ("ticket", "random_reinit", "random_prune", "lr_rewind")
+BRANCH_ORDER = ("ticket", "random_reinit", "random_prune", "lr_rewind", "inverted_scores")
 
 # At most this many labelled percents on a sparsity axis (long runs are thinned).
 _MAX_PERCENT_TICKS = 12

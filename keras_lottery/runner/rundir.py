@@ -47,7 +47,8 @@ from typing import Any
 import numpy as np
 
 from keras_lottery.files import CorruptFileError, atomic_open, read_json, read_npz, write_json, write_npz
-from keras_lottery.rewind import WeightSnapshot
+from keras_lottery.pruning import align_masks, set_masks
+from keras_lottery.rewind import WeightSnapshot, restore_weights
 from keras_lottery.runner import checkpoint as checkpoints
 from keras_lottery.runner.branches import TICKET
 from keras_lottery.runner.checkpoint import BranchState
@@ -276,6 +277,46 @@ class RunDir:
     def save_result(self, result: dict[str, Any]) -> None:
         if self.writable:
             write_json(os.path.join(self.path, "result.json"), result)
+
+
+def round_ticket(run: RunDir, round_index: int, build):
+    """A completed round's ticket: a fresh masked model with the round's
+    masks and trained weights.
+
+    Args:
+        run: a run directory.
+        round_index: a completed round.
+        build: makes a fresh masked model of the run's architecture
+            (called once the round's files are found intact).
+
+    Returns:
+        The round's ticket.
+
+    Raises:
+        ValueError: if the round is not complete, or its masks or trained
+            weights are missing or damaged (rerunning the search rebuilds
+            them).
+    """
+    done = run.completed_rounds()
+    if round_index not in done:
+        raise ValueError(
+            f"round must be a completed round of {run.path}. "
+            f"Received: round={round_index}; completed: {done}"
+        )
+    masks, weights = run.masks(round_index), run.weights(round_index)
+    lost = [name for name, value in (("masks.npz", masks), ("weights.npz", weights))
+            if value is None]
+    if lost:
+        raise ValueError(
+            f"Round {round_index} of {run.path} cannot be rebuilt: its {' and '.join(lost)} "
+            f"{'is' if len(lost) == 1 else 'are'} missing or damaged. Rerun the search with "
+            "the same arguments (keras-lottery run, or LotterySearch.fit): it detects this "
+            "and trains the round again."
+        )
+    model = build()
+    set_masks(model, align_masks(model, masks))
+    restore_weights(model, weights)
+    return model
 
 
 def config_at(path: str) -> LotteryConfig:

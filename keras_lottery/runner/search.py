@@ -24,7 +24,8 @@ from keras_lottery import compat
 from keras_lottery.files import CorruptFileError, atomic_path, check_zip
 from keras_lottery.masking import leaf_layers, prunable
 from keras_lottery.runner.config import LotteryConfig
-from keras_lottery.runner.engine import Engine, LotteryResult, run_lock
+from keras_lottery.runner.engine import Engine, LotteryResult
+from keras_lottery.runner.lock import run_lock
 from keras_lottery.runner.fit_trainer import FitTrainer
 from keras_lottery.runner.inputs import SearchData
 from keras_lottery.runner.rundir import RunDir
