@@ -243,10 +243,12 @@ def test_set_grows_seeded_at_random_and_elsewhere_than_rigl():
 class DynamicSparseCallback(keras.callbacks.Callback):
     """What the engine does after each step: sync JAX's state, check that the
     pruned weights are exact zeros, and at the pruner's update steps assign
-    its masks."""
+    its masks. It holds the model itself, as the engine does: Keras's
+    `Callback.model` would sync JAX's state on its own."""
 
-    def __init__(self, pruner, request, total):
+    def __init__(self, model, pruner, request, total):
         super().__init__()
+        self.net = model
         self.pruner, self.request, self.total = pruner, request, total
         self.updates = set(pruner.update_steps(0, total))
         self.step = 0
@@ -255,10 +257,10 @@ class DynamicSparseCallback(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1
-        sync = getattr(self.model, "jax_state_sync", None)
+        sync = getattr(self.net, "jax_state_sync", None)
         if sync is not None:
             sync()
-        masks, kernels = kl.get_masks(self.model), kl.get_kernels(self.model)
+        masks, kernels = kl.get_masks(self.net), kl.get_kernels(self.net)
         for key, mask in masks.items():
             assert np.all(kernels[key][~mask] == 0), (self.step, key)
         if self.counts is None:
@@ -270,13 +272,13 @@ class DynamicSparseCallback(keras.callbacks.Callback):
         if self.step in self.updates:
             new = self.pruner.update(self.step, 0, self.total, self.request)
             self.changed += sum(int(np.count_nonzero(new[k] & ~masks[k])) for k in new)
-            kl.set_masks(self.model, new)
-            self.last = kl.get_masks(self.model)
+            kl.set_masks(self.net, new)
+            self.last = kl.get_masks(self.net)
             self.updated += 1
             # Grown weights are zero at the moment they grow, and so are their optimizer slots.
-            for slot in kl.mask_slots(self.model):
+            for slot in kl.mask_slots(self.net):
                 grown = new[slot.key] & ~masks[slot.key]
-                for variable in [slot.kernel, *_optimizer_slots(self.model, slot.kernel)]:
+                for variable in [slot.kernel, *_optimizer_slots(self.net, slot.kernel)]:
                     assert np.all(keras.ops.convert_to_numpy(variable)[grown] == 0), slot.key
                 self.slots_checked += 1
 
@@ -290,7 +292,7 @@ def test_masks_stay_exact_zero_between_updates_during_fit(name):
     kl.set_masks(model, pruner.start_masks(request))
     expected = _counts(kl.get_masks(model))
     total = 2 * math.ceil(len(X) / 40)  # 2 epochs of 30 steps
-    callback = DynamicSparseCallback(pruner, request, total)
+    callback = DynamicSparseCallback(model, pruner, request, total)
     history = model.fit(X, Y, batch_size=40, epochs=2, verbose=0, shuffle=False,
                         callbacks=[callback])
     assert callback.checked == total and callback.updated == len(pruner.update_steps(0, total)) == 4
