@@ -50,8 +50,8 @@ class DynamicSparseOptions:
         distribution: the kernels' densities, `"erk"` (Erdős–Rényi-Kernel)
             or `"uniform"` (every kernel at the target).
         dense_first: keep the first masked kernel dense, out of the
-            target's count (RigL's ImageNet runs do; its paper does so for
-            `"uniform"`).
+            target's count (RigL does with `"uniform"`, and with `"erk"` at
+            99% sparsity only).
         regrow_dropped: let a weight dropped at an update grow back at the
             same update (RigL's code); by default only weights inactive
             before the update grow.
