@@ -792,3 +792,59 @@ def cosine_drop_fraction(t: float, t_end: float, initial: float) -> float:
     if t_end <= 0 or t >= t_end:
         return 0.0
     return float(initial) / 2.0 * (1.0 + float(np.cos(np.pi * max(0.0, float(t)) / t_end)))
+
+
+def sparse_counts(masks: Mapping[str, ArrayLike], fraction: float,
+                  rates: Mapping[str, float] | None = None,
+                  distribution: str = "erk") -> dict[str, int]:
+    """The number of active weights per kernel for dynamic sparse training.
+
+    The kernels not in `rates` keep `1 - fraction` of their active weights
+    together: spread by `erk_densities` over their shapes (`"erk"`; whole
+    counts by `counts_from_densities`, adding up exactly), or each kernel
+    `1 - fraction` of its own (`"uniform"`). A kernel in `rates` keeps
+    `1 - rate` of its active weights, outside the distribution (RigL's
+    custom sparsities). Counts are rounded as magnitude pruning's.
+
+    Args:
+        masks: kernel name -> current mask (its shape is the kernel's).
+        fraction: share of the active weights to prune, in [0, 1).
+        rates: optional kernel name -> own share.
+        distribution: `"erk"` or `"uniform"`.
+
+    Returns:
+        Kernel name -> number of active weights, in the order of `masks`.
+
+    Raises:
+        ValueError: for a bad argument, or a kernel left without weights.
+
+    Example:
+    >>> sparse_counts({"a": np.ones((10, 10)), "b": np.ones((10, 1))}, 0.5)
+    {'a': 45, 'b': 10}
+    """
+    if distribution not in ("erk", "uniform"):
+        raise ValueError(f"distribution must be 'erk' or 'uniform'. Received: "
+                         f"distribution={distribution!r}")
+    _, alive = _standardize(masks, masks)
+    _check_fraction("fraction", fraction)
+    rates = _check_rates(rates, alive)
+    active = {k: int(np.count_nonzero(m)) for k, m in alive.items()}
+    kept = {k: active[k] - _count(rate, active[k]) for k, rate in rates.items()}
+    rest = [k for k in alive if k not in rates]
+    if distribution == "uniform":
+        kept.update({k: active[k] - _count(fraction, active[k]) for k in rest})
+    elif rest:
+        pool = sum(active[k] for k in rest)
+        total = pool - _count(fraction, pool)
+        sizes = {k: alive[k].size for k in rest}
+        if total:
+            densities = erk_densities({k: alive[k].shape for k in rest},
+                                      total / sum(sizes.values()))
+            kept.update(counts_from_densities(sizes, densities, total))
+        else:
+            kept.update(dict.fromkeys(rest, 0))
+    emptied = [k for k in alive if active[k] and not kept[k]]
+    if emptied:
+        raise ValueError(f"Dynamic sparse training would leave no weight in {emptied}. "
+                         "Lower the fraction, or give those kernels a smaller rate.")
+    return {k: kept[k] for k in alive}

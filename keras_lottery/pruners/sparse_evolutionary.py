@@ -130,11 +130,13 @@ class DynamicSparse(Pruner):
                 f"{request.granularity!r} granularity (whole units or an N:M pattern would "
                 "need their own grow rule). Use granularity='weight'. Received: "
                 f"granularity={request.granularity!r}")
-        mask_math._check_scope(request.scope)
-        mask_math._check_fraction("fraction", request.fraction)
+        if request.scope not in mask_math.SCOPES:
+            raise ValueError(f"scope must be one of {list(mask_math.SCOPES)}. Received: "
+                             f"scope={request.scope!r}")
 
     def kept_counts(self, request: PruneRequest) -> dict[str, int]:
-        """Mask key -> number of active weights during the training.
+        """Mask key -> number of active weights during the training
+        (`mask_math.sparse_counts`).
 
         A key of `request.rates` keeps `1 - rate` of its currently active
         weights and stays out of the distribution (as RigL's custom
@@ -143,31 +145,11 @@ class DynamicSparse(Pruner):
         spread by `distribution`. (`request.scope` has no say: the
         distribution decides the kernels' shares.)
         """
-        current = request.masks_now()
-        alive = {k: int(np.count_nonzero(m)) for k, m in current.items()}
-        rates = mask_math._check_rates(request.rates, current)
+        rates = dict(request.rates)
         if self.options.dense_first:
-            rates = {next(iter(current)): 0.0, **rates}
-        kept = {k: alive[k] - mask_math._count(rates[k], alive[k]) for k in rates}
-        rest = [k for k in current if k not in rates]
-        if rest:
-            pool = sum(alive[k] for k in rest)
-            total = pool - mask_math._count(request.fraction, pool)
-            if self.options.distribution == "uniform":
-                kept.update({k: alive[k] - mask_math._count(request.fraction, alive[k])
-                             for k in rest})
-            elif total:
-                shapes = {k: current[k].shape for k in rest}
-                sizes = {k: current[k].size for k in rest}
-                densities = mask_math.erk_densities(shapes, total / sum(sizes.values()))
-                kept.update(mask_math.counts_from_densities(sizes, densities, total))
-            else:
-                kept.update(dict.fromkeys(rest, 0))
-        emptied = [k for k in current if alive[k] and not kept[k]]
-        if emptied:
-            raise ValueError(f"pruner {self.name!r} would leave no weight in {emptied}. "
-                             "Lower the fraction or give those kernels a smaller rate.")
-        return {k: kept[k] for k in current}
+            rates = {next(iter(request.masks_now())): 0.0, **rates}
+        return mask_math.sparse_counts(request.masks_now(), request.fraction, rates,
+                                       self.options.distribution)
 
     def start_masks(self, request: PruneRequest) -> dict[str, np.ndarray]:
         """Random masks at the kernels' counts (`kept_counts`), drawn among
