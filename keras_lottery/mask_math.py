@@ -620,3 +620,231 @@ def _finish(
             "fraction, give those layers a smaller rate, or ignore them."
         )
     return {name: new[name] for name in weights}
+
+
+# Dynamic sparse training (SET, RigL): layer densities and one drop-and-grow.
+
+
+def erk_densities(shapes: Mapping[str, tuple[int, ...]], density: float) -> dict[str, float]:
+    """Erdős–Rényi-Kernel layer densities at an overall density (Evci et al. 2020).
+
+    Each kernel's density is `eps * sum(shape) / prod(shape)`, one `eps`
+    for all, chosen so that the kept weights add up to `density` times
+    all the weights. A kernel whose density would exceed 1 is made dense
+    and `eps` is solved again over the others (RigL's redistribution),
+    until no density exceeds 1. For a Dense kernel `(n_in, n_out)` this
+    is Mocanu et al.'s Erdős–Rényi `(n_in + n_out) / (n_in * n_out)`;
+    a convolution's kernel dimensions count as well.
+
+    Args:
+        shapes: kernel name -> kernel shape.
+        density: the kept share of all the weights together, in (0, 1].
+
+    Returns:
+        Kernel name -> its density in (0, 1], in the order of `shapes`;
+        `sum(density_k * size_k) == density * sum(size_k)` (up to float
+        rounding).
+
+    Example:
+    >>> {k: round(v, 6) for k, v in erk_densities({"a": (10, 10), "b": (10, 1)}, 0.5).items()}
+    {'a': 0.45, 'b': 1.0}
+    """
+    if not shapes:
+        raise ValueError("erk_densities needs at least one kernel shape. Received: {}")
+    if not isinstance(density, (int, float, np.floating, np.integer)) or not 0 < density <= 1:
+        raise ValueError(f"density must be a number in (0, 1]. Received: density={density!r}")
+    sizes = {name: int(np.prod(shape)) for name, shape in shapes.items()}
+    if min(sizes.values()) < 1:
+        raise ValueError(f"every kernel needs at least one weight. Received: shapes={dict(shapes)}")
+    raw = {name: float(np.sum(shape)) / sizes[name] for name, shape in shapes.items()}
+    target = float(density) * sum(sizes.values())
+    dense: set[str] = set()
+    while True:
+        sparse = [name for name in shapes if name not in dense]
+        if not sparse:  # only when density == 1
+            return dict.fromkeys(shapes, 1.0)
+        # eps * sum(raw_k * size_k) over the sparse kernels = what the dense ones leave.
+        eps = (target - sum(sizes[n] for n in dense)) / sum(raw[n] * sizes[n] for n in sparse)
+        top = max(raw[n] for n in sparse)
+        if eps * top <= 1:
+            break
+        dense.update(n for n in sparse if raw[n] == top)
+    return {name: 1.0 if name in dense else eps * raw[name] for name in shapes}
+
+
+def counts_from_densities(sizes: Mapping[str, int], densities: Mapping[str, float],
+                          total: int) -> dict[str, int]:
+    """Whole numbers of kept weights per kernel, adding up to `total` exactly.
+
+    Each kernel gets `floor(density * size)`; the weights left over go one
+    each to the kernels with the largest fractional parts (earlier kernels
+    first on ties), never beyond a kernel's size.
+
+    Args:
+        sizes: kernel name -> number of weights.
+        densities: kernel name -> density (e.g. from `erk_densities`).
+        total: the number of kept weights, at most `sum(sizes)`.
+
+    Returns:
+        Kernel name -> number of kept weights.
+
+    Example:
+    >>> counts_from_densities({"a": 10, "b": 10}, {"a": 0.25, "b": 0.35}, 6)
+    {'a': 3, 'b': 3}
+    """
+    if set(sizes) != set(densities):
+        raise ValueError(f"sizes and densities must name the same kernels. Received: "
+                         f"{sorted(sizes)} and {sorted(densities)}")
+    if not 0 <= total <= sum(sizes.values()):
+        raise ValueError(f"total must be in [0, {sum(sizes.values())}]. Received: total={total!r}")
+    exact = {n: min(float(densities[n]), 1.0) * sizes[n] for n in sizes}
+    counts = {n: min(sizes[n], int(np.floor(exact[n] + 1e-9))) for n in sizes}
+    left = total - sum(counts.values())
+    order = sorted(sizes, key=lambda n: -(exact[n] - counts[n]))  # stable: earlier first
+    while left > 0:
+        room = [n for n in order if counts[n] < sizes[n]]
+        for name in room[:left]:
+            counts[name] += 1
+        left = total - sum(counts.values())
+    while left < 0:  # densities adding up to more than `total`
+        for name in reversed(order):
+            if left < 0 and counts[name] > 0:
+                counts[name] -= 1
+                left += 1
+    return counts
+
+
+def drop_and_grow(weights: ArrayLike, mask: ArrayLike, n: int, grow_scores: ArrayLike,
+                  regrow_dropped: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One dynamic-sparse update of one kernel: drop `n` active weights of
+    smallest magnitude, grow `n` inactive ones of highest score.
+
+    The kernel keeps its number of active weights. Ties are broken by
+    position (lower flat index first), as magnitude pruning's are. With
+    `regrow_dropped=False` only weights inactive before the update can
+    grow, so `n` is lowered to their number if there are fewer; with
+    `True` the weights just dropped compete too (RigL's code), and one
+    regrown is neither dropped nor grown.
+
+    Args:
+        weights: the kernel's values.
+        mask: its current mask (nonzero = active).
+        n: how many to drop and grow.
+        grow_scores: one score per weight (larger grows first): random
+            numbers for SET, |gradient| for RigL.
+        regrow_dropped: whether the weights dropped now may grow back.
+
+    Returns:
+        `(new_mask, dropped, grown)`, boolean arrays of the kernel's shape;
+        `dropped` and `grown` are disjoint and each holds the same number.
+
+    Example:
+    >>> new, dropped, grown = drop_and_grow([0.5, -2.0, 3.0, 0.0], [1, 1, 1, 0], 1,
+    ...                                     [0.0, 0.0, 0.0, 9.0])
+    >>> new.astype(int).tolist(), dropped.astype(int).tolist(), grown.astype(int).tolist()
+    ([0, 1, 1, 1], [1, 0, 0, 0], [0, 0, 0, 1])
+    """
+    w = np.asarray(weights)
+    alive = np.asarray(mask) != 0
+    scores = np.asarray(grow_scores, np.float64)
+    if alive.shape != w.shape or scores.shape != w.shape:
+        raise ValueError(f"weights, mask and grow_scores must have one shape. Received: "
+                         f"{w.shape}, {alive.shape}, {scores.shape}")
+    if not np.isfinite(scores).all():
+        raise ValueError("grow_scores contain NaN or infinity.")
+    flat_w, flat_alive, flat_scores = w.reshape(-1), alive.reshape(-1), scores.reshape(-1)
+    active = np.flatnonzero(flat_alive)
+    inactive = np.flatnonzero(~flat_alive)
+    n = int(n)
+    if n < 0:
+        raise ValueError(f"n must be >= 0. Received: n={n}")
+    n = min(n, active.size, active.size + inactive.size if regrow_dropped else inactive.size)
+    dropped = np.zeros(flat_w.size, bool)
+    grown = np.zeros(flat_w.size, bool)
+    if n == 0:
+        return alive.copy(), dropped.reshape(w.shape), grown.reshape(w.shape)
+    magnitude = np.abs(flat_w[active]).astype(np.float64)
+    if not np.isfinite(magnitude).all():
+        raise ValueError("weights contain NaN or infinity (did training diverge?)")
+    drop = active[np.argsort(magnitude, kind="stable")[:n]]
+    kept = flat_alive.copy()
+    kept[drop] = False
+    candidates = np.flatnonzero(~kept) if regrow_dropped else inactive
+    grow = candidates[np.argsort(-flat_scores[candidates], kind="stable")[:n]]
+    new = kept.copy()
+    new[grow] = True
+    dropped[drop] = True
+    grown[grow] = True
+    both = dropped & grown  # dropped and grown back: it simply stays
+    dropped &= ~both
+    grown &= ~both
+    return new.reshape(w.shape), dropped.reshape(w.shape), grown.reshape(w.shape)
+
+
+def cosine_drop_fraction(t: float, t_end: float, initial: float) -> float:
+    """RigL's drop fraction at step `t`: `initial / 2 * (1 + cos(pi * t / t_end))`,
+    0 from `t_end` on (Evci et al. 2020, eq. 1).
+
+    Example:
+    >>> [round(cosine_drop_fraction(t, 100, 0.3), 4) for t in (0, 50, 100, 150)]
+    [0.3, 0.15, 0.0, 0.0]
+    """
+    if t_end <= 0 or t >= t_end:
+        return 0.0
+    return float(initial) / 2.0 * (1.0 + float(np.cos(np.pi * max(0.0, float(t)) / t_end)))
+
+
+def sparse_counts(masks: Mapping[str, ArrayLike], fraction: float,
+                  rates: Mapping[str, float] | None = None,
+                  distribution: str = "erk") -> dict[str, int]:
+    """The number of active weights per kernel for dynamic sparse training.
+
+    The kernels not in `rates` keep `1 - fraction` of their active weights
+    together: spread by `erk_densities` over their shapes (`"erk"`; whole
+    counts by `counts_from_densities`, adding up exactly), or each kernel
+    `1 - fraction` of its own (`"uniform"`). A kernel in `rates` keeps
+    `1 - rate` of its active weights, outside the distribution (RigL's
+    custom sparsities). Counts are rounded as magnitude pruning's.
+
+    Args:
+        masks: kernel name -> current mask (its shape is the kernel's).
+        fraction: share of the active weights to prune, in [0, 1).
+        rates: optional kernel name -> own share.
+        distribution: `"erk"` or `"uniform"`.
+
+    Returns:
+        Kernel name -> number of active weights, in the order of `masks`.
+
+    Raises:
+        ValueError: for a bad argument, or a kernel left without weights.
+
+    Example:
+    >>> sparse_counts({"a": np.ones((10, 10)), "b": np.ones((10, 1))}, 0.5)
+    {'a': 45, 'b': 10}
+    """
+    if distribution not in ("erk", "uniform"):
+        raise ValueError(f"distribution must be 'erk' or 'uniform'. Received: "
+                         f"distribution={distribution!r}")
+    _, alive = _standardize(masks, masks)
+    _check_fraction("fraction", fraction)
+    rates = _check_rates(rates, alive)
+    active = {k: int(np.count_nonzero(m)) for k, m in alive.items()}
+    kept = {k: active[k] - _count(rate, active[k]) for k, rate in rates.items()}
+    rest = [k for k in alive if k not in rates]
+    if distribution == "uniform":
+        kept.update({k: active[k] - _count(fraction, active[k]) for k in rest})
+    elif rest:
+        pool = sum(active[k] for k in rest)
+        total = pool - _count(fraction, pool)
+        sizes = {k: alive[k].size for k in rest}
+        if total:
+            densities = erk_densities({k: alive[k].shape for k in rest},
+                                      total / sum(sizes.values()))
+            kept.update(counts_from_densities(sizes, densities, total))
+        else:
+            kept.update(dict.fromkeys(rest, 0))
+    emptied = [k for k in alive if active[k] and not kept[k]]
+    if emptied:
+        raise ValueError(f"Dynamic sparse training would leave no weight in {emptied}. "
+                         "Lower the fraction, or give those kernels a smaller rate.")
+    return {k: kept[k] for k in alive}
