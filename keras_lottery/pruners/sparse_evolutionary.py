@@ -120,7 +120,12 @@ class DynamicSparse(Pruner):
         return mask_math.cosine_drop_fraction(t, t_end, self.options.drop_fraction)
 
     def settled_from(self, start: int, end: int) -> int:
-        return start
+        """The last update: the sparsity is constant from the start, but
+        the connections change until then, and early stopping judges the
+        network its masks end as (a record's weights are evaluated under
+        the masks of the end)."""
+        steps = self.update_steps(start, end)
+        return steps[-1] if steps else start
 
     # The masks ---------------------------------------------------------------
     def _check(self, request: PruneRequest) -> None:

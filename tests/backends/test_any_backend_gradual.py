@@ -20,11 +20,11 @@ OPTIONS = {"begin": 0.0, "end": 0.5, "frequency": 10}
 
 class ZerosWatch(keras.callbacks.Callback):
     """After every batch: pruned weights are exactly zero, masks only shrink
-    within a branch, and the share kept (per batch) is recorded."""
+    within a branch (unless `shrinking=False`), and the count kept is recorded."""
 
-    def __init__(self):
+    def __init__(self, shrinking=True):
         super().__init__()
-        self.kept, self.violations, self._last = [], 0, None
+        self.kept, self.violations, self._last, self.shrinking = [], 0, None, shrinking
 
     def on_train_begin(self, logs=None):
         self._last = None
@@ -37,7 +37,7 @@ class ZerosWatch(keras.callbacks.Callback):
         for key, mask in masks.items():
             if np.any(kernels[key][~mask] != 0):
                 self.violations += 1
-            if self._last is not None and np.any(mask & ~self._last[key]):
+            if self.shrinking and self._last is not None and np.any(mask & ~self._last[key]):
                 self.violations += 1  # a pruned weight came back
         self._last = masks
         self.kept.append(sum(int(m.sum()) for m in masks.values()))
@@ -143,3 +143,22 @@ def test_a_gradual_run_refuses_what_does_not_fit():
                          pruner_options={"stop": 1})
     with pytest.raises(ValueError, match="eb_every goes with a pruner of trained weights"):
         kl.LotterySearch(build_model, mode="gradual", sparsities=(50,), eb_every=10)
+
+
+@pytest.mark.parametrize("pruner", ["set", "rigl"])
+def test_dynamic_sparse_training_in_the_search_keeps_its_counts_and_zeros(tmp_path, pruner):
+    watch = ZerosWatch(shrinking=False)
+    result = _search(tmp_path, pruner=pruner, sparsities=(20,), controls=(),
+                     pruner_options={"update_every": 10}).fit(
+        TRAIN, VAL, TEST, callbacks=[watch], **FIT)
+    # Dense round, then the sparse network: the same number of connections
+    # throughout (80% of the kernels pruned), moved at the updates.
+    sparse = watch.kept[FIT["steps"]:]
+    total = sum(int(np.prod(m.shape)) for m in kl.get_masks(result.ticket(1)).values())
+    assert watch.violations == 0
+    assert len(set(sparse)) == 1 and abs(sparse[0] - 0.2 * total) <= 3, set(sparse)
+    ticket = result.branch("ticket")[1]
+    assert ticket["percent_remaining"] == pytest.approx(20, abs=0.5)
+    assert ticket["early_stop_step"] >= 40  # judged from its last update (step 40 of 60)
+    assert np.isfinite(ticket["test_accuracy_at_early_stop"])
+    assert f"| {pruner} " in result.table()

@@ -90,7 +90,7 @@ def test_cosine_drop_schedule_values_and_update_steps():
     # A branch from a rewind step: the schedule counts from its start.
     assert rigl.update_steps(500, 1500) == [600, 700, 800, 900, 1000, 1100, 1200]
     assert rigl.drop_fraction(875, 500, 1500) == pytest.approx(0.15)
-    assert rigl.settled_from(500, 1500) == 500
+    assert rigl.settled_from(500, 1500) == 1200  # early stopping judges the final masks
     constant = pruners.get("set", {"decay": "constant", "end": 1.0, "update_every": 30})
     assert constant.update_steps(0, 90) == [30, 60]  # not after the last step
     assert constant.drop_fraction(60, 0, 90) == 0.3
