@@ -236,6 +236,12 @@ def _dtype(kernel: keras.Variable) -> str:
     return keras.backend.standardize_dtype(kernel.dtype)
 
 
+def _training(model: keras.Model, training: bool) -> dict[str, bool]:
+    """`training=` for `stateless_call`, which passes its keywords to `call`
+    unfiltered: only where `call` takes it (a subclassed model's may not)."""
+    return {"training": training} if getattr(model, "_call_has_training_arg", True) else {}
+
+
 def _exact(value: Any, kernel: keras.Variable) -> np.ndarray:
     """A derivative as float64 NumPy (computed in the kernel's dtype); None
     (the kernel does not reach the output) as zeros."""
@@ -273,7 +279,7 @@ def _jax_hvp(model, loss, x, y, kernels, direction, training) -> list[np.ndarray
         values = list(trainable)
         for i, kernel_value in zip(where, kernel_values):
             values[i] = kernel_value
-        y_pred, _ = model.stateless_call(values, non_trainable, x, training=training)
+        y_pred, _ = model.stateless_call(values, non_trainable, x, **_training(model, training))
         return loss(y, y_pred)
 
     primals = [trainable[i] for i in where]
@@ -318,7 +324,7 @@ def _jax_objective(model, objective, inputs, kernels, training):
 
     def value(trainable_values):
         outputs, _ = model.stateless_call(trainable_values, non_trainable, inputs,
-                                          training=training)
+                                          **_training(model, training))
         return objective(outputs)
 
     result, grads = jax.value_and_grad(value)(trainable)
