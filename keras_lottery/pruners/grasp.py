@@ -27,7 +27,7 @@ import numpy as np
 
 from keras_lottery.gradients import hessian_gradient_product, loss_gradients
 from keras_lottery.pruners.base import AT_INIT, GRADIENTS, Pruner, PruneRequest, register
-from keras_lottery.pruners.snip import check_batches, training_data
+from keras_lottery.pruners.snip import check_batches, check_training, state_kept, training_data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,13 +38,19 @@ class GraspOptions:
         batches: training batches `g` and `H` are averaged over.
         temperature: the model's outputs (logits) are divided by it before
             the loss (200 as the reference code; 1 leaves them as they are).
+        training: call the model in training mode (batch normalization on
+            the batch's statistics, as the reference code, which leaves the
+            network in training mode; the moving statistics are restored
+            afterwards). Default: inference mode, as SNIP and SynFlow here.
     """
 
     batches: int = 1
     temperature: float = 200.0
+    training: bool = False
 
     def __post_init__(self):
         check_batches(self.batches)
+        check_training(self.training)
         if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) \
                 or not self.temperature > 0:
             raise ValueError(f"temperature must be a number > 0. Received: "
@@ -70,8 +76,10 @@ class Grasp(Pruner):
                 return plain(y_true, keras.tree.map_structure(lambda o: o / temperature,
                                                               y_pred))
 
-        grads = loss_gradients(request.model, loss, batches)
-        hg = hessian_gradient_product(request.model, loss, batches, grads)
+        training = self.options.training
+        with state_kept(request.model):
+            grads = loss_gradients(request.model, loss, batches, training=training)
+            hg = hessian_gradient_product(request.model, loss, batches, grads, training=training)
         kernels = request.kernels()
         # -S = w ⊙ Hg: larger = kept (the paper prunes the largest S).
         return {key: kernels[key].astype(np.float64) * hg[key] for key in hg}

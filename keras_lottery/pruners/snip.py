@@ -10,8 +10,11 @@ Equivalently `|dL/dc|` for a multiplicative gate `c` on each connection at
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 
+import keras
 import numpy as np
 
 from keras_lottery.gradients import loss_gradients
@@ -38,6 +41,24 @@ def training_data(request: PruneRequest, pruner: str, n: int):
     return batches, request.loss
 
 
+def check_training(value: object) -> None:
+    """Raises ValueError unless `value` is a bool."""
+    if not isinstance(value, bool):
+        raise ValueError(f"training must be True or False. Received: training={value!r}")
+
+
+@contextlib.contextmanager
+def state_kept(model: keras.Model) -> Iterator[None]:
+    """Restores the model's non-trainable weights (batch normalization's moving
+    statistics) after the block: scoring in training mode must not move θ0's."""
+    saved = [(v, keras.ops.convert_to_numpy(v)) for v in model.non_trainable_weights]
+    try:
+        yield
+    finally:
+        for variable, value in saved:
+            variable.assign(value)
+
+
 @dataclasses.dataclass(frozen=True)
 class SnipOptions:
     """Options of SNIP.
@@ -45,12 +66,17 @@ class SnipOptions:
     Attributes:
         batches: training batches the gradient is averaged over (1 as the
             paper).
+        training: call the model in training mode (dropout on, batch
+            normalization on the batch's statistics; the moving statistics
+            are restored afterwards). Default: inference mode.
     """
 
     batches: int = 1
+    training: bool = False
 
     def __post_init__(self):
         check_batches(self.batches)
+        check_training(self.training)
 
 
 @register
@@ -64,6 +90,7 @@ class Snip(Pruner):
 
     def scores(self, request: PruneRequest) -> dict[str, np.ndarray]:
         batches, loss = training_data(request, self.name, self.options.batches)
-        grads = loss_gradients(request.model, loss, batches)
+        with state_kept(request.model):
+            grads = loss_gradients(request.model, loss, batches, training=self.options.training)
         kernels = request.kernels()
         return {key: np.abs(grads[key].astype(np.float64) * kernels[key]) for key in grads}

@@ -422,3 +422,24 @@ def test_on_digits_to_ten_percent_the_scored_masks_differ_from_random_pruning():
     synflow = {k: float(v.mean()) for k, v in masks["synflow"].items()}
     assert all(d > 0 for d in synflow.values())
     assert synflow["output/kernel"] > 0.2
+
+
+@pytest.mark.parametrize("name", ["snip", "grasp"])
+def test_the_gradient_methods_score_in_training_mode_on_request_and_keep_the_moving_statistics(
+        name):
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((64,))
+    h = keras.layers.Dense(16, name="fc")(inputs)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.Activation("relu")(h)
+    model = kl.prunable(keras.Model(inputs, keras.layers.Dense(10, name="out")(h)))
+    saved = [keras.ops.convert_to_numpy(v) for v in own_weights(model)]
+    req = request(model, 0.5)
+    inference = pruners.get(name).scores(req)
+    training = pruners.get(name, {"training": True}).scores(req)
+    # Batch statistics normalize differently from θ0's moving ones (mean 0, variance 1).
+    assert not np.allclose(inference["fc/kernel"], training["fc/kernel"], rtol=1e-2)
+    for variable, value in zip(own_weights(model), saved, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), value)
+    with pytest.raises(ValueError, match="training"):
+        pruners.get(name, {"training": 1})
