@@ -14,11 +14,11 @@ Afterwards the weights are restored, signs included, and only the masks
 change. No batch and no loss is read: the masks do not depend on data.
 
 Precision: `R` is a product of the layers' summed magnitudes and grows
-exponentially with depth. The pass runs in the model's own dtype (float64
-for a model built in float64, as the paper computes it; set
-`keras.config.set_floatx("float64")` before building the model, and on
-JAX also `jax.config.update("jax_enable_x64", True)`); scores are ranked in
-float64. A float32 pass that overflows (or underflows to all zeros)
+exponentially with depth. The pass runs in the model's own dtype and the
+scores are ranked in float64. A model built in float64 (as the paper
+computes) is computed in float64 on TensorFlow; Keras 3.15 maps 64-bit
+results to 32-bit ones on PyTorch (`result_type`), and JAX needs
+`jax_enable_x64`. A pass that overflows (or underflows to all zeros)
 raises a ValueError saying so rather than ranking infinities.
 """
 

@@ -443,3 +443,34 @@ def test_the_gradient_methods_score_in_training_mode_on_request_and_keep_the_mov
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), value)
     with pytest.raises(ValueError, match="training"):
         pruners.get(name, {"training": 1})
+
+
+def test_synflow_runs_in_float64_for_a_model_built_in_float64():
+    if keras.backend.backend() != "tensorflow":
+        # Keras 3.15's result_type maps 64-bit to 32-bit dtypes (JAX's default), so torch's
+        # matmul returns float32 and JAX computes float64 only under jax_enable_x64.
+        pytest.skip("a float64 model computes in float32 on this backend under Keras 3.15; "
+                    "the float32 overflow test covers it (the TensorFlow suite runs this)")
+    inputs = keras.Input((8,), dtype="float64")
+    h = inputs
+    for i in range(3):
+        h = keras.layers.Dense(8, use_bias=False, name=f"d{i}", dtype="float64")(h)
+    model = keras.Model(inputs, h)
+    rng = np.random.default_rng(5)
+    kernels = [1e15 * rng.normal(size=(8, 8)) for _ in range(3)]  # R ~ 1e48: past float32
+    model.set_weights(kernels)
+    model = kl.prunable(model)
+    scores = pruners.get("synflow").scores(PruneRequest(model, 0.5))
+    w = [np.abs(k) for k in kernels]
+    forward = [np.ones(8)]
+    for k in w:
+        forward.append(forward[-1] @ k)
+    backward = [np.ones(8)]
+    for k in reversed(w):
+        backward.insert(0, k @ backward[0])
+    assert forward[-1].sum() > 1e40
+    for i, k in enumerate(w):
+        np.testing.assert_allclose(scores[f"d{i}/kernel"],
+                                   k * np.outer(forward[i], backward[i + 1]), rtol=1e-9)
+    masks = pruners.get("synflow", {"iterations": 4}).masks(PruneRequest(model, 0.5))
+    assert sum(int(m.size - m.sum()) for m in masks.values()) == 96
