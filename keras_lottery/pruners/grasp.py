@@ -59,7 +59,7 @@ class GraspOptions:
 
 @register
 class Grasp(Pruner):
-    """GraSP at initialization: keep the largest w x (Hessian-gradient product) (Wang et al. 2020)."""
+    """GraSP at initialization: keep the largest weight x Hessian-gradient (Wang et al. 2020)."""
 
     name = "grasp"
     when = AT_INIT

@@ -60,7 +60,7 @@ class SynflowOptions:
 
 @register
 class Synflow(Pruner):
-    """SynFlow at initialization: iterative, data-free synaptic-flow pruning (Tanaka et al. 2020)."""
+    """SynFlow at initialization: iterative, data-free synaptic flow (Tanaka et al. 2020)."""
 
     name = "synflow"
     when = AT_INIT

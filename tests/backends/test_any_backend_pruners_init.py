@@ -310,7 +310,8 @@ def test_synflow_runs_batchnorm_on_its_moving_statistics_in_inference_mode():
     for key in hand:
         np.testing.assert_allclose(scores[key], hand[key], rtol=1e-4, atol=1e-6)
     pruners.get("synflow", {"iterations": 3}).masks(PruneRequest(model, 0.5))
-    for variable, value in zip(own_weights(model), saved, strict=True):  # moving statistics untouched
+    # The moving statistics are untouched.
+    for variable, value in zip(own_weights(model), saved, strict=True):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), value)
 
 
