@@ -101,6 +101,21 @@ def test_each_method_prunes_a_kernel_of_its_own_rate_alone_and_only_shrinks_mask
     assert all(not np.any(masks[k] & ~first[k]) for k in masks)
 
 
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_each_method_prunes_whole_units_or_to_the_n_m_pattern(name):
+    model = kl.prunable(mlp(0))
+    pruner = pruners.get(name, METHODS[name])
+    units = pruner.masks(request(model, 0.5, scope="layerwise", granularity="unit"))
+    for key, mask in units.items():
+        alive = mask.any(axis=0)
+        assert np.array_equal(mask, np.broadcast_to(alive, mask.shape))
+        assert int((~alive).sum()) == round(0.5 * mask.shape[-1])
+    pattern = pruner.masks(request(model, 0.6, granularity="2:4"))
+    assert sum(pruned_counts(pattern).values()) == round(0.6 * 2720)
+    for key, mask in pattern.items():
+        assert (mask.reshape(-1, 4, mask.shape[-1]).sum(axis=1) <= 2).all()
+
+
 @pytest.mark.parametrize("name", ["snip", "grasp"])
 def test_the_gradient_methods_say_clearly_that_they_need_batches_and_the_loss(name):
     model = kl.prunable(mlp(0))
