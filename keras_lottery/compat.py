@@ -238,6 +238,21 @@ def unlocked(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
             tracker.lock()
 
 
+def training_keywords(model: keras.Model, training: bool) -> dict[str, bool]:
+    """`training=` for `model.stateless_call`, which passes its keywords to
+    `call` unfiltered: only where `call` takes it (a subclassed model's may
+    not). Keras 3.15 records that on the layer as `_call_has_training_arg`.
+
+    Args:
+        model: a built model.
+        training: the mode to call it in.
+
+    Returns:
+        `{"training": training}`, or `{}`.
+    """
+    return {"training": training} if getattr(model, "_call_has_training_arg", True) else {}
+
+
 def sync_training_state(model: keras.Model) -> None:
     """Brings a model's variables up to date in the middle of `fit`.
 

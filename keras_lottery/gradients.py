@@ -22,6 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_lottery import compat
 from keras_lottery.masking import MaskSlot, mask_slots
 
 Loss = Callable[[Any, Any], Any]
@@ -77,10 +78,7 @@ def loss_gradients(model: keras.Model, loss: Loss, batches: Iterable[tuple[Any, 
     if not batches:
         raise ValueError("loss_gradients needs at least one (x, y) batch. Received: none")
     with masks_opened(model) as slots:
-        frozen = [s.key for s in slots if not s.kernel.trainable]
-        if frozen:
-            raise ValueError(f"masked weights {frozen} are not trainable: no gradient "
-                             "scores them.")
+        _check_trainable(slots)
         kernels = [s.kernel for s in slots]
         total = [np.zeros(tuple(k.shape), np.float32) for k in kernels]
         for x, y in batches:
@@ -107,7 +105,8 @@ def _jax(model, loss, x, y, kernels, training) -> list[np.ndarray]:
     position = {id(v): i for i, v in enumerate(model.trainable_variables)}
 
     def value(trainable_values):
-        y_pred, _ = model.stateless_call(trainable_values, non_trainable, x, training=training)
+        y_pred, _ = model.stateless_call(trainable_values, non_trainable, x,
+                                         **compat.training_keywords(model, training))
         return loss(y, y_pred)
 
     grads = jax.grad(value)(trainable)
@@ -132,3 +131,207 @@ def _numpy(gradient: Any, kernel: keras.Variable) -> np.ndarray:
 
 
 _BACKENDS = {"tensorflow": _tensorflow, "jax": _jax, "torch": _torch}
+
+
+# Second order and full precision ---------------------------------------------
+# GraSP scores weights by a Hessian-gradient product, SynFlow by the gradient
+# of the network's summed output; both below keep the masks-opened convention
+# of `loss_gradients` (derivatives with respect to the effective weight
+# `kernel * mask` at every position) and return float64 NumPy arrays of what
+# the backend computed in the kernels' own dtype (float64 for a model built
+# in float64), not a float32 copy.
+
+
+def hessian_gradient_product(model: keras.Model, loss: Loss,
+                             batches: Iterable[tuple[Any, Any]],
+                             vector: dict[str, np.ndarray] | None = None,
+                             training: bool = False) -> dict[str, np.ndarray]:
+    """`H v` per masked weight: `H` the Hessian of the mean loss over
+    `batches` with respect to the masked (effective) weights, `v` by default
+    the gradient `g` of that loss (GraSP's `Hg`).
+
+    The Hessian is the block of the masked kernels only (biases and other
+    weights held fixed), as GraSP takes it. Per backend: nested
+    `tf.GradientTape`s on TensorFlow, `jax.jvp` of `jax.grad` over
+    `stateless_call` on JAX, a double `torch.autograd.grad` on PyTorch.
+
+    Args:
+        model: a model made `prunable()`.
+        loss: `(y_true, y_pred) -> scalar`.
+        batches: `(x, y)` pairs; `H` is the mean of their Hessians.
+        vector: mask key -> direction of the kernel's shape; None for the
+            gradient of the mean loss over `batches` (`loss_gradients`).
+        training: call the model in training mode (default: inference).
+
+    Returns:
+        Mask key -> `H v` of the kernel's shape (float64).
+
+    Raises:
+        ValueError: for no batches, a masked weight that is not trainable,
+            or a `vector` lacking a masked weight.
+
+    Example:
+    >>> loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    >>> hg = hessian_gradient_product(model, loss, [(x[:60], y[:60])])
+    """
+    batches = list(batches)
+    if not batches:
+        raise ValueError("hessian_gradient_product needs at least one (x, y) batch. "
+                         "Received: none")
+    if vector is None:
+        vector = loss_gradients(model, loss, batches, training=training)
+    with masks_opened(model) as slots:
+        _check_trainable(slots)
+        missing = [s.key for s in slots if s.key not in vector]
+        if missing:
+            raise ValueError(f"vector lacks the masked weights {missing}.")
+        kernels = [s.kernel for s in slots]
+        direction = [np.asarray(vector[s.key], _dtype(s.kernel)).reshape(tuple(s.kernel.shape))
+                     for s in slots]
+        total = [np.zeros(tuple(k.shape), np.float64) for k in kernels]
+        for x, y in batches:
+            products = _HVP_BACKENDS[keras.backend.backend()](model, loss, x, y, kernels,
+                                                              direction, training)
+            for i, product in enumerate(products):
+                total[i] += product
+    return {s.key: t / len(batches) for s, t in zip(slots, total)}
+
+
+def objective_gradients(model: keras.Model, objective: Callable[[Any], Any], inputs: Any,
+                        training: bool = False) -> tuple[float, dict[str, np.ndarray]]:
+    """A scalar function of the model's outputs and its gradient per masked
+    weight, in the kernels' own precision.
+
+    SynFlow calls it with `objective` = the sum of all outputs.
+
+    Args:
+        model: a model made `prunable()`.
+        objective: outputs (the model's output structure) -> scalar.
+        inputs: what the model is called on.
+        training: call the model in training mode (default: inference).
+
+    Returns:
+        The objective's value (a float) and mask key -> its gradient with
+        respect to the effective weight at every position (float64).
+
+    Raises:
+        ValueError: for a masked weight that is not trainable.
+    """
+    with masks_opened(model) as slots:
+        _check_trainable(slots)
+        kernels = [s.kernel for s in slots]
+        value, grads = _OBJECTIVE_BACKENDS[keras.backend.backend()](model, objective, inputs,
+                                                                    kernels, training)
+    return value, {s.key: g for s, g in zip(slots, grads)}
+
+
+def _check_trainable(slots: list[MaskSlot]) -> None:
+    frozen = [s.key for s in slots if not s.kernel.trainable]
+    if frozen:
+        raise ValueError(f"masked weights {frozen} are not trainable: no gradient scores them.")
+
+
+def _dtype(kernel: keras.Variable) -> str:
+    return keras.backend.standardize_dtype(kernel.dtype)
+
+
+def _exact(value: Any, kernel: keras.Variable) -> np.ndarray:
+    """A derivative as float64 NumPy (computed in the kernel's dtype); None
+    (the kernel does not reach the output) as zeros."""
+    if value is None:
+        return np.zeros(tuple(kernel.shape), np.float64)
+    if hasattr(value, "detach"):  # torch
+        value = value.detach().cpu()
+    return np.asarray(keras.ops.convert_to_numpy(value), np.float64)
+
+
+def _tensorflow_hvp(model, loss, x, y, kernels, direction, training) -> list[np.ndarray]:
+    import tensorflow as tf
+
+    values = [k.value for k in kernels]
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            value = loss(y, model(x, training=training))
+        grads = inner.gradient(value, values)
+        dots = [tf.reduce_sum(g * tf.cast(v, g.dtype)) for g, v in zip(grads, direction)
+                if g is not None]
+        dot = tf.add_n(dots) if dots else None
+    products = (outer.gradient(dot, values) if dot is not None else [None] * len(values))
+    return [_exact(p, k) for p, k in zip(products, kernels)]
+
+
+def _jax_hvp(model, loss, x, y, kernels, direction, training) -> list[np.ndarray]:
+    import jax
+
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    index = {id(v): i for i, v in enumerate(model.trainable_variables)}
+    where = [index[id(k)] for k in kernels]
+
+    def value(kernel_values):
+        values = list(trainable)
+        for i, kernel_value in zip(where, kernel_values):
+            values[i] = kernel_value
+        y_pred, _ = model.stateless_call(values, non_trainable, x, **compat.training_keywords(model, training))
+        return loss(y, y_pred)
+
+    primals = [trainable[i] for i in where]
+    tangents = [jax.numpy.asarray(v, p.dtype) for v, p in zip(direction, primals)]
+    _, products = jax.jvp(jax.grad(value), (primals,), (tangents,))
+    return [_exact(p, k) for p, k in zip(products, kernels)]
+
+
+def _torch_hvp(model, loss, x, y, kernels, direction, training) -> list[np.ndarray]:
+    import torch
+
+    values = [k.value for k in kernels]
+    value = loss(y, model(x, training=training))
+    grads = torch.autograd.grad(value, values, create_graph=True, allow_unused=True)
+    dot = None
+    for g, v in zip(grads, direction):
+        if g is not None:
+            term = (g * torch.as_tensor(v, dtype=g.dtype, device=g.device)).sum()
+            dot = term if dot is None else dot + term
+    if dot is None or not dot.requires_grad:  # the gradient does not depend on the kernels
+        return [_exact(None, k) for k in kernels]
+    products = torch.autograd.grad(dot, values, allow_unused=True)
+    return [_exact(p, k) for p, k in zip(products, kernels)]
+
+
+def _tensorflow_objective(model, objective, inputs, kernels, training):
+    import tensorflow as tf
+
+    values = [k.value for k in kernels]
+    with tf.GradientTape() as tape:
+        value = objective(model(inputs, training=training))
+    grads = tape.gradient(value, values)
+    return float(value), [_exact(g, k) for g, k in zip(grads, kernels)]
+
+
+def _jax_objective(model, objective, inputs, kernels, training):
+    import jax
+
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    index = {id(v): i for i, v in enumerate(model.trainable_variables)}
+
+    def value(trainable_values):
+        outputs, _ = model.stateless_call(trainable_values, non_trainable, inputs,
+                                          **compat.training_keywords(model, training))
+        return objective(outputs)
+
+    result, grads = jax.value_and_grad(value)(trainable)
+    return float(result), [_exact(grads[index[id(k)]], k) for k in kernels]
+
+
+def _torch_objective(model, objective, inputs, kernels, training):
+    import torch
+
+    value = objective(model(inputs, training=training))
+    grads = torch.autograd.grad(value, [k.value for k in kernels], allow_unused=True)
+    return float(value.detach().cpu()), [_exact(g, k) for g, k in zip(grads, kernels)]
+
+
+_HVP_BACKENDS = {"tensorflow": _tensorflow_hvp, "jax": _jax_hvp, "torch": _torch_hvp}
+_OBJECTIVE_BACKENDS = {"tensorflow": _tensorflow_objective, "jax": _jax_objective,
+                       "torch": _torch_objective}

@@ -334,3 +334,20 @@ def test_tflite_flatbuffers_read_and_write_a_converted_model():
                  "Uint8VectorT"):
         assert hasattr(schema, name), name
     assert schema.DimensionType.SPARSE_CSR != schema.DimensionType.DENSE
+
+
+def test_training_keywords_only_where_call_takes_training():
+    class NoTraining(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    subclassed = NoTraining()
+    subclassed(np.zeros((1, 3), "float32"))
+    assert compat.training_keywords(plain, True) == {"training": True}
+    assert compat.training_keywords(subclassed, False) == {}
+

@@ -25,6 +25,11 @@ from keras_lottery.pruners.base import (
 # The registry: one import line per method.
 from keras_lottery.pruners import magnitude  # noqa: E402,F401  isort: skip
 from keras_lottery.pruners import gradual  # noqa: E402,F401  isort: skip
+from keras_lottery.pruners import snip  # noqa: E402,F401  isort: skip
+from keras_lottery.pruners import grasp  # noqa: E402,F401  isort: skip
+from keras_lottery.pruners import synflow  # noqa: E402,F401  isort: skip
+from keras_lottery.pruners import random_init  # noqa: E402,F401  isort: skip
+from keras_lottery.pruners import magnitude_init  # noqa: E402,F401  isort: skip
 from keras_lottery.pruners import sparse_evolutionary  # noqa: E402,F401  isort: skip
 from keras_lottery.pruners import rigl  # noqa: E402,F401  isort: skip
 
