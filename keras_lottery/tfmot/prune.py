@@ -139,20 +139,6 @@ def pruned_layers(model: keras.layers.Layer) -> list[keras.layers.Layer]:
     return [layer for layer, _ in walk(model) if layer_pruning(layer) is not None]
 
 
-def _training() -> bool:
-    """Whether the layer call running now is a training call.
-
-    Reads Keras 3's current call context (`keras.src.backend.common.
-    global_state`, attribute `current_call_ctx`), where `Layer.__call__`
-    stores the resolved `training` argument for the layers it calls, those
-    whose `call` takes no `training` argument included.
-    """
-    from keras.src.backend.common import global_state
-
-    context = global_state.get_global_attribute("current_call_ctx")
-    return bool(context is not None and context.get_value("training"))
-
-
 class _RequiresStep:
     """A layer call that refuses to train before `UpdatePruningStep` ran, as
     TFMOT's wrapper does (checked when the train step is traced, or at
@@ -163,7 +149,7 @@ class _RequiresStep:
         self.states = states
 
     def __call__(self, *args, **kwargs):
-        if _training() and any(state.step < 0 for state in self.states):
+        if compat.in_training_call() and any(state.step < 0 for state in self.states):
             for state in self.states:
                 state.refused = True
             raise RuntimeError(CALLBACK_ERROR)
@@ -426,7 +412,7 @@ def _prune_layer(layer: keras.layers.Layer, params: dict, kwargs: dict) -> keras
         if layer.built:
             raise ValueError(f"input_shape is given for layer {layer.name!r}, which is "
                              "already built.")
-        compat.set_attribute_untracked(layer, "_input_shape_arg", tuple(shape))
+        compat.set_input_shape_argument(layer, shape)
     if layer_pruning(layer) is not None:
         return layer
     if isinstance(layer, keras.Model):
