@@ -26,7 +26,7 @@ import numpy as np
 from keras_lottery import compat
 from keras_lottery.export import strip
 from keras_lottery.masking import MaskSlot, mask_slots, prunable, walk
-from keras_lottery.prunable_registry import prunable_weights
+from keras_lottery.prunable_registry import declares_prunable, prunable_weights
 from keras_lottery.tfmot import masks as tfmot_masks
 from keras_lottery.tfmot.schedule import ConstantSparsity, PruningSchedule
 
@@ -239,16 +239,32 @@ def _mask_layers(model: keras.layers.Layer, params: dict, ignore: set[str]) -> N
     _require_step(model, new, states)
 
 
+def _no_weights_to_prune(layer: keras.layers.Layer) -> ValueError:
+    return ValueError(
+        "prune_low_magnitude: layer has no weights to prune (prune_low_magnitude prunes "
+        "the kernels of Dense, convolutions (not depthwise kernels, as TFMOT), "
+        "embeddings and recurrent cells, and what get_prunable_weights() returns). "
+        f"Received: {type(layer).__name__} {layer.name!r}"
+    )
+
+
+def _never_prunable(layer: keras.layers.Layer) -> bool:
+    """Whether an unbuilt layer cannot have weights to prune once built: it
+    declares none (registry, `get_prunable_weights`), keeps Keras's default
+    `build` (which creates nothing) and holds no variables or sublayers
+    (Flatten, Dropout, pooling...)."""
+    return (not declares_prunable(layer) and type(layer).build is keras.layers.Layer.build
+            and not layer.weights and not compat.sublayers(layer))
+
+
 def _prune_built_layer(layer: keras.layers.Layer, params: dict) -> keras.layers.Layer:
     ignore = _unpruned_by_tfmot(layer)
-    names = {w.path for w in prunable_weights(layer)} - ignore
+    # The layer's own prunable weights and its sublayers' (an LSTM's cell,
+    # MultiHeadAttention's projections, the Dense layers of a custom block).
+    names = {w.path for sub, _ in walk(layer) if sub.built
+             for w in prunable_weights(sub)} - ignore
     if not names and not mask_slots(layer):
-        raise ValueError(
-            "prune_low_magnitude: layer has no weights to prune (prune_low_magnitude prunes "
-            "the kernels of Dense, convolutions (not depthwise kernels, as TFMOT), "
-            "embeddings and recurrent cells, and what get_prunable_weights() returns). "
-            f"Received: {type(layer).__name__} {layer.name!r}"
-        )
+        raise _no_weights_to_prune(layer)
     _mask_layers(layer, params, ignore)
     return layer
 
@@ -417,7 +433,11 @@ def _prune_layer(layer: keras.layers.Layer, params: dict, kwargs: dict) -> keras
         return layer
     if isinstance(layer, keras.Model):
         return prune_low_magnitude(layer, **params)
-    return _prune_built_layer(layer, params) if layer.built else _mark_unbuilt(layer, params)
+    if layer.built:
+        return _prune_built_layer(layer, params)
+    if _never_prunable(layer):  # said now, not when a model builds it
+        raise _no_weights_to_prune(layer)
+    return _mark_unbuilt(layer, params)
 
 
 def strip_pruning(model):
