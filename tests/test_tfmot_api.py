@@ -177,6 +177,22 @@ def test_pruned_weights_stay_zero_between_mask_updates():
 
 
 
+def test_a_mask_update_zeros_the_pruned_weights_optimizer_slots():
+    # Adam's momentum and velocity of a pruned weight are zeroed with it, so
+    # a weight pruned at a later step does not carry its old moments.
+    pruned = sk.prune_low_magnitude(mlp(0), pruning_schedule=sk.PolynomialDecay(
+        0.2, 0.7, begin_step=3, end_step=11, frequency=4))  # updates at steps 3, 7, 11
+    compile_for_test(pruned)
+    _fit(pruned, epochs=2)  # 16 steps: the last 5 after the last update
+    slots = kl.mask_slots(pruned)
+    for slot in slots:
+        mask = keras.ops.convert_to_numpy(slot.mask) == 0
+        moments = kl.compat.optimizer_slots(pruned.optimizer, slot.kernel)
+        assert len(moments) == 2, slot.key
+        for moment in moments:
+            value = keras.ops.convert_to_numpy(moment)
+            assert not value[mask].any() and value[~mask].any(), moment.name
+
 def test_fit_without_update_pruning_step_fails_then_works_with_it():
     pruned = compile_for_test(sk.prune_low_magnitude(_seq()))
     with pytest.raises(RuntimeError, match="requires the UpdatePruningStep callback"):

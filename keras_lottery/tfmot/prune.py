@@ -7,7 +7,7 @@ per weight, the layer reads `weight * mask`) and records on each layer its
 pruning parameters and step (`LayerPruning`). `UpdatePruningStep` moves
 the step and, when the schedule says so, computes the masks from the
 weights with TFMOT's math (`keras_lottery.tfmot.masks`) and assigns them
-with `keras_lottery.set_masks`, which zeros the pruned weights and their
+as `keras_lottery.set_masks` does, zeroing the pruned weights and their
 optimizer slots. A pruned weight is therefore exactly zero in the forward
 pass and gets exactly zero gradient, on every backend.
 """
@@ -28,7 +28,11 @@ from keras_lottery.export import strip
 from keras_lottery.masking import MaskSlot, mask_slots, prunable, walk
 from keras_lottery.prunable_registry import declares_prunable, prunable_weights
 from keras_lottery.tfmot import masks as tfmot_masks
-from keras_lottery.tfmot.schedule import ConstantSparsity, PruningSchedule
+from keras_lottery.tfmot.schedule import ConstantSparsity, PolynomialDecay, PruningSchedule
+
+# The schedules' own `__call__`s, whose `should_prune` is `_should_prune_in_step`
+# of their parameters (a subclass that overrides `__call__` is called instead).
+_BUILT_IN_CALLS = (ConstantSparsity.__call__, PolynomialDecay.__call__)
 
 # The attribute of a pruned layer holding its `LayerPruning`.
 _STATE = "_keras_lottery_tfmot"
@@ -98,7 +102,11 @@ class LayerPruning:
         """Whether the masks are recomputed at the current step."""
         if self.sparsity_m_by_n is not None:
             return self.step == 1  # M-by-N masks are set once, at the first step
-        return bool(self.pruning_schedule(self.step)[0])
+        schedule = self.pruning_schedule
+        if type(schedule).__call__ in _BUILT_IN_CALLS:  # their should_prune, without the sparsity
+            return bool(schedule._should_prune_in_step(
+                self.step, schedule.begin_step, schedule.end_step, schedule.frequency))
+        return bool(schedule(self.step)[0])
 
     def mask(self, key: str, kernel: np.ndarray) -> np.ndarray:
         """The new mask of one weight at the current step."""
