@@ -42,6 +42,8 @@ from __future__ import annotations
 
 import common  # first: sets TF_CPP_MIN_LOG_LEVEL and sys.path
 
+import sys
+
 import keras
 import numpy as np
 import tensorflow_model_optimization as tfmot
@@ -155,6 +157,7 @@ def main(argv=None) -> None:
         keras.backend.clear_session()
         tf_keras.backend.clear_session()
     table, notes = render(results, repeats)
+    notes += " Command: `" + " ".join(["python benchmarks/vs_tfmot.py", *(argv or sys.argv[1:])]) + "`."
     common.write_results(args.out, "vs_tfmot", args, results, table, notes)
 
 
