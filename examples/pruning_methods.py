@@ -61,19 +61,20 @@ def base_config(model: str, seed: int, logdir: str, levels: tuple[int, ...],
         **{**budget["settings"], **overrides})
 
 
-def method_config(imp: kl.LotteryConfig, method: str,
-                  levels: tuple[int, ...]) -> kl.LotteryConfig:
-    """A pruner's config: one network per IMP level, at its per-layer sparsity."""
+def method_config(imp: kl.LotteryConfig, method: str, levels: tuple[int, ...],
+                  controls: tuple[str, ...] = ()) -> kl.LotteryConfig:
+    """A pruner's config: one network per IMP level, at its per-layer sparsity,
+    with `controls` (the sanity checks) beside it."""
     when = pruners.PRUNERS[method].when
     mode = "gradual" if when == pruners.DURING_TRAINING else "oneshot"
     targets = tuple(100 * (1 - imp.prune_fraction) ** r for r in levels)
     values = {**imp.to_dict(), "mode": mode, "pruner": method, "rounds": 0,
-              "sparsities": targets, "controls": ()}
+              "sparsities": targets, "controls": controls}
     return kl.LotteryConfig.from_dict(values)
 
 
 def run(model: str, seed: int, methods: list[str], levels: tuple[int, ...],
-        logdir: str) -> list[dict]:
+        logdir: str, controls: tuple[str, ...] = ()) -> list[dict]:
     """Trains (or resumes) every method of one model and seed; their rows."""
     imp = base_config(model, seed, logdir, levels)
     result = kl.find_ticket(imp)
@@ -85,11 +86,13 @@ def run(model: str, seed: int, methods: list[str], levels: tuple[int, ...],
     for method in methods:
         if method == "imp":
             continue
-        config = method_config(imp, method, levels)
+        config = method_config(imp, method, levels, controls)
         RunDir.open(config).adopt_dense_round(RunDir.load(result.run_dir))
         other = kl.find_ticket(config)
-        rows += [_row(model, seed, method, row, levels[row["round"] - 1])
-                 for row in other.branch("ticket")[1:]]
+        for branch in ("ticket", *controls):
+            name = method if branch == "ticket" else f"{method}/{branch}"
+            rows += [_row(model, seed, name, row, levels[row["round"] - 1])
+                     for row in other.branch(branch) if row["round"]]
     return rows
 
 
@@ -105,7 +108,23 @@ def _row(model: str, seed: int, method: str, row: dict, level: int) -> dict:
 
 def table(rows: list[dict]) -> str:
     """Per model: one line per level, one column per method (mean test
-    accuracy at early stop over seeds; each seed in brackets), its cost."""
+    accuracy at early stop over seeds; each seed in brackets), its cost;
+    then the sanity checks (`method/control` columns) in a table of their own."""
+    main = [r for r in rows if "/" not in r["method"]]
+    checks = [r for r in rows if "/" in r["method"] or (
+        r["method"] in {c["method"].split("/")[0] for c in rows if "/" in c["method"]}
+        and (r["model"], r["level"], r["seed"]) in {
+            (c["model"], c["level"], c["seed"]) for c in rows if "/" in c["method"]})]
+    text = _table(main)
+    if checks:
+        text += "\n#### Sanity checks (Frankle et al. 2021)\n\n" + _table(
+            checks + [r for r in rows if r["method"] in ("dense", "imp", "imp_reinit") and (
+                r["model"], r["seed"]) in {(c["model"], c["seed"]) for c in checks}
+                and (r["method"] == "dense" or r["level"] in {c["level"] for c in checks})])
+    return text
+
+
+def _table(rows: list[dict]) -> str:
     lines = []
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
@@ -144,6 +163,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--levels", nargs="+", type=int, default=None,
                         help="IMP rounds whose sparsities are compared (default: per model)")
+    parser.add_argument("--controls", nargs="*", default=[],
+                        help="controls of the other methods' runs (the sanity checks: "
+                             "random_prune random_reinit inverted_scores)")
     parser.add_argument("--logdir", default=os.path.join("runs", "pruning_methods"))
     parser.add_argument("--out", default=DOCS)
     args = parser.parse_args(argv)
@@ -153,7 +175,7 @@ def main(argv=None) -> None:
     for model in args.models:
         levels = tuple(args.levels or BUDGETS[model]["levels"])
         for seed in args.seeds:
-            new = run(model, seed, args.methods, levels, args.logdir)
+            new = run(model, seed, args.methods, levels, args.logdir, tuple(args.controls))
             fresh = {(r["model"], r["seed"], r["method"], r["level"]) for r in new}
             rows = [r for r in rows
                     if (r["model"], r["seed"], r["method"], r["level"]) not in fresh] + new

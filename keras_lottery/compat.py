@@ -5,7 +5,8 @@ Keras 3 has no public API for some things the library must do: list a
 layer's sublayers, swap a kernel for one call, add variables to a built
 layer and hide them from its saving, clone without compiling, find an optimizer's slots for a variable, read the
 arguments of `compile()`, ask a strategy whether it spans several workers,
-edit a converted TFLite file's tensors.
+edit a converted TFLite file's tensors, know whether a layer call is a
+training call, walk a functional graph's nodes.
 Each is done here, in one small function whose docstring names the version
 behaviour it relies on (checked against Keras 3.15 and TensorFlow 2.21);
 `tests/test_compat.py` pins each of them, so a Keras or TensorFlow upgrade
@@ -121,6 +122,93 @@ def functional_class() -> type[keras.Model]:
 
     return Functional
 
+
+
+def in_training_call() -> bool:
+    """Whether the layer call running now is a training call.
+
+    Relies on Keras 3.15's call context: `Layer.__call__` stores a
+    `CallContext` as the global attribute `"current_call_ctx"`
+    (`keras.src.backend.common.global_state`) for the duration of the
+    outermost call, with the resolved `training` argument, which the layers
+    it calls read, those whose `call` takes no `training` argument included.
+    Keras has no public way to ask for it.
+
+    Returns:
+        True inside a call with `training=True` (e.g. `fit`'s train step,
+        while it is traced or runs eagerly); False outside any layer call.
+
+    Example:
+    >>> class Probe(keras.layers.Layer):
+    ...     def call(self, x):
+    ...         self.seen = in_training_call()
+    ...         return x
+    """
+    from keras.src.backend.common import global_state
+
+    context = global_state.get_global_attribute("current_call_ctx")
+    return bool(context is not None and context.get_value("training"))
+
+
+def set_input_shape_argument(layer: keras.layers.Layer, shape: tuple[int, ...]) -> None:
+    """Gives an unbuilt layer the `input_shape=` argument of its constructor.
+
+    Relies on Keras 3.15's `Layer.__init__` keeping `input_shape` in the
+    attribute `_input_shape_arg`, which `Sequential` reads to put an
+    `InputLayer` of that shape before its first layer (the legacy
+    `Sequential([Dense(4, input_shape=(3,))])` idiom). Set untracked.
+
+    Example:
+    >>> dense = keras.layers.Dense(4)
+    >>> set_input_shape_argument(dense, (3,))
+    >>> keras.Sequential([dense]).built
+    True
+    """
+    set_attribute_untracked(layer, "_input_shape_arg", tuple(shape))
+
+
+def inbound_operations(operation: Any) -> list[Any]:
+    """The operations (layers, Keras ops) whose outputs feed `operation` in
+    the functional graphs it is called in, with repeats.
+
+    Relies on Keras 3.15's `Operation._inbound_nodes`: one `Node` per call
+    of the operation on symbolic tensors, whose `parent_nodes` are the
+    nodes that made its inputs, each with its `operation`.
+
+    Example:
+    >>> [op.name for op in inbound_operations(model.get_layer("fc2"))]
+    ['fc1']
+    """
+    return [parent.operation for node in operation._inbound_nodes  # noqa: SLF001
+            for parent in node.parent_nodes]
+
+
+def outbound_operations(operation: Any) -> list[Any]:
+    """The operations that take an output of `operation` in the functional
+    graphs it is called in, one per call, in call order.
+
+    Relies on Keras 3.15's `Operation._outbound_nodes`: the `Node` of every
+    call that consumes one of `operation`'s outputs, with its `operation`.
+
+    Example:
+    >>> [op.name for op in outbound_operations(model.get_layer("fc1"))]
+    ['fc2']
+    """
+    return [node.operation for node in operation._outbound_nodes]  # noqa: SLF001
+
+
+def producing_operation(tensor: Any) -> Any:
+    """The operation (layer, `InputLayer` or Keras op) that made a symbolic
+    tensor of a functional model (`model.inputs`, `model.outputs`).
+
+    Relies on Keras 3.15's `KerasTensor._keras_history`, a
+    `(operation, node_index, tensor_index)` record.
+
+    Example:
+    >>> producing_operation(model.outputs[0]).name
+    'output'
+    """
+    return tensor._keras_history.operation  # noqa: SLF001
 
 def is_distribution(value: Any) -> bool:
     """Whether `value` is a `keras.distribution` distribution (`DataParallel`,

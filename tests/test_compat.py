@@ -351,3 +351,58 @@ def test_training_keywords_only_where_call_takes_training():
     assert compat.training_keywords(plain, True) == {"training": True}
     assert compat.training_keywords(subclassed, False) == {}
 
+
+class _TrainingProbe(keras.layers.Layer):
+    """Records `compat.in_training_call()` at each call (its `call` takes no
+    `training` argument, so only the call context knows)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seen = []
+
+    def call(self, x):
+        self.seen.append(compat.in_training_call())
+        return x
+
+
+@pytest.mark.parametrize("training", [True, False, None])
+def test_in_training_call_reads_the_outer_calls_training_argument(training):
+    probe = _TrainingProbe()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), probe])
+    probe.seen.clear()  # the symbolic build's call
+    model(np.zeros((1, 3), "float32"), training=training)
+    assert probe.seen == [bool(training)]
+    assert compat.in_training_call() is False  # outside any call
+
+
+def test_in_training_call_is_true_while_fit_traces_its_train_step():
+    probe = _TrainingProbe()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), probe])
+    model.compile("sgd", "mse")
+    probe.seen.clear()
+    model.fit(np.zeros((4, 3)), np.zeros((4, 2)), epochs=1, verbose=0)
+    model.predict(np.zeros((4, 3)), verbose=0)
+    assert probe.seen[0] is True and probe.seen[-1] is False
+
+
+def test_set_input_shape_argument_makes_sequential_add_an_input_layer():
+    dense = keras.layers.Dense(4)
+    compat.set_input_shape_argument(dense, [3])
+    model = keras.Sequential([dense])
+    assert model.built and tuple(model.input_shape) == (None, 3)
+    assert tuple(dense.kernel.shape) == (3, 4)
+
+
+def test_graph_operations_of_a_functional_model():
+    x_in = keras.Input((3,), name="x")
+    a = keras.layers.Dense(4, name="a")(x_in)
+    b = keras.layers.Dense(4, name="b")(x_in)
+    out = keras.layers.Dense(2, name="out")(keras.layers.Add(name="add")([a, b]))
+    model = keras.Model(x_in, out)
+    add = model.get_layer("add")
+    assert sorted(op.name for op in compat.inbound_operations(add)) == ["a", "b"]
+    assert [op.name for op in compat.outbound_operations(model.get_layer("a"))] == ["add"]
+    assert [op.name for op in compat.outbound_operations(add)] == ["out"]
+    assert compat.producing_operation(model.outputs[0]) is model.get_layer("out")
+    assert isinstance(compat.producing_operation(model.inputs[0]), keras.layers.InputLayer)
+    assert compat.inbound_operations(compat.producing_operation(model.inputs[0])) == []

@@ -176,6 +176,23 @@ def test_pruned_weights_stay_zero_between_mask_updates():
         assert 1 - mask.mean() == pytest.approx(0.6, abs=0.01)
 
 
+
+def test_a_mask_update_zeros_the_pruned_weights_optimizer_slots():
+    # Adam's momentum and velocity of a pruned weight are zeroed with it, so
+    # a weight pruned at a later step does not carry its old moments.
+    pruned = sk.prune_low_magnitude(mlp(0), pruning_schedule=sk.PolynomialDecay(
+        0.2, 0.7, begin_step=3, end_step=11, frequency=4))  # updates at steps 3, 7, 11
+    compile_for_test(pruned)
+    _fit(pruned, epochs=2)  # 16 steps: the last 5 after the last update
+    slots = kl.mask_slots(pruned)
+    for slot in slots:
+        mask = keras.ops.convert_to_numpy(slot.mask) == 0
+        moments = kl.compat.optimizer_slots(pruned.optimizer, slot.kernel)
+        assert len(moments) == 2, slot.key
+        for moment in moments:
+            value = keras.ops.convert_to_numpy(moment)
+            assert not value[mask].any() and value[~mask].any(), moment.name
+
 def test_fit_without_update_pruning_step_fails_then_works_with_it():
     pruned = compile_for_test(sk.prune_low_magnitude(_seq()))
     with pytest.raises(RuntimeError, match="requires the UpdatePruningStep callback"):
@@ -340,6 +357,67 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="not supported for sparsity_m_by_n"):
         sk.prune_low_magnitude(conv1d, sparsity_m_by_n=(2, 4))
 
+
+
+def test_unbuilt_layer_without_prunable_weights_is_refused_at_once():
+    # Said by prune_low_magnitude itself, not later when a model builds it.
+    for layer in (keras.layers.Flatten(), keras.layers.Dropout(0.5), keras.layers.MaxPooling2D()):
+        with pytest.raises(ValueError, match="layer has no weights to prune"):
+            sk.prune_low_magnitude(layer)
+
+
+class _Block(keras.layers.Layer):
+    """A custom layer whose prunable weights are its sublayers' (no
+    get_prunable_weights of its own)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.a = keras.layers.Dense(8, activation="relu")
+        self.b = keras.layers.Dense(3)
+
+    def build(self, input_shape):
+        self.a.build(input_shape)
+        self.b.build((*input_shape[:-1], 8))
+
+    def call(self, x):
+        return self.b(self.a(x))
+
+
+@pytest.mark.parametrize("make, inputs, built", [
+    (lambda: keras.layers.LSTM(6), (5, 4), True),  # TFMOT prunes an LSTM layer's cell
+    (lambda: keras.layers.LSTM(6), (5, 4), False),
+    (lambda: _Block(), (20,), True),
+    (lambda: _Block(), (20,), False),
+])
+def test_prune_a_layer_whose_weights_are_in_its_sublayers(make, inputs, built):
+    keras.utils.set_random_seed(0)
+    layer = make()
+    if built:
+        layer.build((None, *inputs))
+    pruned = sk.prune_low_magnitude(layer, pruning_schedule=sk.ConstantSparsity(0.5, 0, frequency=2))
+    assert pruned is layer
+    x_in = keras.Input(inputs)
+    h = pruned(x_in)
+    model = keras.Model(x_in, keras.layers.Dense(3)(h) if h.shape[-1] != 3 else h)
+    assert len(kl.mask_slots(layer)) == 2  # kernel + recurrent kernel, or two Dense kernels
+    compile_for_test(model)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, *inputs)).astype("float32")
+    with pytest.raises(RuntimeError, match="requires the UpdatePruningStep callback"):
+        model.fit(x, Y[:64], verbose=0, batch_size=16)
+    if keras.backend.backend() == "jax":
+        return  # JAX's fit leaves the variables empty after a failed step (test above)
+    model.fit(x, Y[:64], verbose=0, batch_size=16, callbacks=[sk.UpdatePruningStep()])
+    for slot in kl.mask_slots(layer):
+        mask = keras.ops.convert_to_numpy(slot.mask)
+        assert mask.mean() == pytest.approx(0.5, abs=0.01), slot.key
+        assert not keras.ops.convert_to_numpy(slot.kernel)[mask == 0].any()
+
+
+def test_train_on_batch_without_update_pruning_step_fails():
+    pruned = compile_for_test(sk.prune_low_magnitude(_seq()))
+    with pytest.raises(RuntimeError, match="requires the UpdatePruningStep callback"):
+        pruned.train_on_batch(X[:32], Y[:32])
 
 def test_strip_pruning_errors():
     with pytest.raises(ValueError, match="Expected model to be a `keras.Model` instance"):

@@ -277,3 +277,37 @@ def test_polynomial_decay_with_end_step_at_begin_step():
     assert np.isnan(theirs(tf.constant(10, tf.int64))[1].numpy())
     assert mine(10) == (True, np.float32(0.9)) and not mine(11)[0]
     assert mine(9)[1] == theirs(tf.constant(9, tf.int64))[1].numpy()
+
+
+def test_a_pruned_lstm_layer_gets_tfmots_masks():
+    """prune_low_magnitude(LSTM(...)), a layer whose prunable weights are its
+    cell's: TFMOT prunes kernel and recurrent kernel; so does ours, with the
+    same masks for the same weights."""
+    schedule = dict(target_sparsity=0.6, begin_step=0, frequency=1)
+    theirs = tf_keras.Sequential([tf_keras.Input((5, 4)), TS.prune_low_magnitude(
+        tf_keras.layers.LSTM(6), pruning_schedule=TS.ConstantSparsity(**schedule))])
+    lstm = keras.layers.LSTM(6)
+    mine = keras.Sequential([keras.Input((5, 4)), OS.prune_low_magnitude(
+        lstm, pruning_schedule=OS.ConstantSparsity(**schedule))])
+    wrapper = theirs.layers[0]
+    rng = np.random.default_rng(0)
+    kernels = {}
+    for name in ("kernel", "recurrent_kernel"):
+        value = rng.normal(size=tuple(getattr(lstm.cell, name).shape)).astype(np.float32)
+        getattr(wrapper.layer.cell, name).assign(value)
+        getattr(lstm.cell, name).assign(value)
+        kernels[name] = value
+    wrapper.pruning_step.assign(0)
+    theirs(np.ones((1, 5, 4), np.float32), training=True)  # step 1: TFMOT prunes
+    callback = OS.UpdatePruningStep()
+    callback.set_model(mine)
+    callback.on_train_begin()
+    callback.on_train_batch_begin(0)  # step 1: ours
+    tfmot_masks = {weight.name.split("/")[-1].split(":")[0]: mask.numpy() != 0
+                   for weight, mask, _ in wrapper.pruning_vars}
+    ours_masks = {slot.key.split("/")[-1]: keras.ops.convert_to_numpy(slot.mask) != 0
+                  for slot in kl.mask_slots(mine)}
+    assert sorted(tfmot_masks) == sorted(ours_masks) == ["kernel", "recurrent_kernel"]
+    for name in ours_masks:
+        assert np.array_equal(ours_masks[name], tfmot_masks[name]), name
+        assert 1 - ours_masks[name].mean() == pytest.approx(0.6, abs=0.01)

@@ -4,8 +4,9 @@
 between training steps, in Python, so that it runs on every backend: at the
 start of each training batch it advances every pruned layer's step and,
 where the layer's schedule says so, computes the new masks from the
-current weights and assigns them (`keras_lottery.set_masks`: the pruned
-weights and their optimizer slots are zeroed). The step numbering is
+current weights and assigns them, zeroing the pruned weights and their
+optimizer slots (what `keras_lottery.set_masks` does, with the kernel
+already read for the mask and the slots zeroed on the device). The step numbering is
 TFMOT's: `on_train_begin` sets it to 0, the first batch is step 1.
 """
 
@@ -18,7 +19,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_lottery.pruning import set_masks
+from keras_lottery import compat
 from keras_lottery.tfmot.prune import LayerPruning, pruned_slots
 
 
@@ -44,12 +45,14 @@ class UpdatePruningStep(keras.callbacks.Callback):
         super().__init__()
         self.prunable_layers: list[keras.layers.Layer] = []
         self._slots = []
+        self._states: list[LayerPruning] = []
 
     def on_train_begin(self, logs=None):
         self._slots = pruned_slots(self.model)
+        self._states = _unique_states(self._slots)
         self.prunable_layers = list(dict.fromkeys(slot.layer for slot, _ in self._slots))
         refused = False
-        for state in _unique_states(self._slots):
+        for state in self._states:
             if state.step == -1:  # a new model; a model already trained goes on counting
                 state.step = 0
             refused |= state.refused
@@ -64,7 +67,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         if not self._slots:
             return
         due = set()
-        for state in _unique_states(self._slots):
+        for state in self._states:
             state.step += 1
             if state.should_update():
                 due.add(id(state))
@@ -76,11 +79,21 @@ class UpdatePruningStep(keras.callbacks.Callback):
         sync = getattr(self.model, "jax_state_sync", None)
         if sync is not None:
             sync()
-        masks = {}
+        optimizer = getattr(self.model, "optimizer", None)
+        built = optimizer is not None and optimizer.built
         for slot, state in self._slots:
-            if id(state) in due:
-                masks[slot.key] = state.mask(slot.key, keras.ops.convert_to_numpy(slot.kernel))
-        set_masks(self.model, masks)
+            if id(state) not in due:
+                continue
+            kernel = keras.ops.convert_to_numpy(slot.kernel)
+            keep = state.mask(slot.key, kernel) != 0
+            # As set_masks: the mask, then the kernel and its optimizer
+            # slots times the mask (the kernel from the copy just read; the
+            # slots on the device, without a copy to the host and back).
+            slot.mask.assign(keep.astype(slot.mask.dtype))
+            slot.kernel.assign(kernel * keep.astype(kernel.dtype))
+            for variable in compat.optimizer_slots(optimizer, slot.kernel) if built else ():
+                variable.assign(keras.ops.multiply(
+                    variable, keras.ops.cast(slot.mask, variable.dtype)))
 
     def on_epoch_end(self, batch, logs=None):
         # TFMOT re-zeroes the pruned weights here (its gradient moves them);

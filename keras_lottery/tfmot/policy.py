@@ -41,15 +41,14 @@ class PruningPolicy(abc.ABC):
 
 
 def _producers(layer) -> set:
-    return {parent.operation for node in layer._inbound_nodes  # noqa: SLF001
-            for parent in node.parent_nodes}
+    return set(compat.inbound_operations(layer))
 
 
 def _consumers(layer) -> list:
     def unpack(op):
         return unpack(op.layers[0]) if isinstance(op, keras.Sequential) else op
 
-    return [unpack(node.operation) for node in layer._outbound_nodes]  # noqa: SLF001
+    return [unpack(op) for op in compat.outbound_operations(layer)]
 
 
 class PruneForLatencyOnXNNPack(PruningPolicy):
@@ -144,7 +143,7 @@ class PruneForLatencyOnXNNPack(PruningPolicy):
             raise ValueError("Subclassed models are not supported currently.")
         if not model.built:
             raise ValueError("Unbuilt models are not supported currently.")
-        inputs = {tensor._keras_history.operation for tensor in model.inputs}  # noqa: SLF001
+        inputs = {compat.producing_operation(tensor) for tensor in model.inputs}
         starts = self._lookup_layers(inputs, self._start_layer_stop_fn, _consumers)
         if not starts:
             raise ValueError(
@@ -152,7 +151,7 @@ class PruneForLatencyOnXNNPack(PruningPolicy):
                 "`VALID` padding and preceding `ZeroPadding2D` with `padding == 1` in all "
                 "input branches of the model"
             )
-        outputs = {tensor._keras_history.operation for tensor in model.outputs}  # noqa: SLF001
+        outputs = {compat.producing_operation(tensor) for tensor in model.outputs}
         ends = self._lookup_layers(outputs, self._end_layer_stop_fn, _producers)
         if not ends:
             raise ValueError(

@@ -7,7 +7,7 @@ per weight, the layer reads `weight * mask`) and records on each layer its
 pruning parameters and step (`LayerPruning`). `UpdatePruningStep` moves
 the step and, when the schedule says so, computes the masks from the
 weights with TFMOT's math (`keras_lottery.tfmot.masks`) and assigns them
-with `keras_lottery.set_masks`, which zeros the pruned weights and their
+as `keras_lottery.set_masks` does, zeroing the pruned weights and their
 optimizer slots. A pruned weight is therefore exactly zero in the forward
 pass and gets exactly zero gradient, on every backend.
 """
@@ -26,9 +26,13 @@ import numpy as np
 from keras_lottery import compat
 from keras_lottery.export import strip
 from keras_lottery.masking import MaskSlot, mask_slots, prunable, walk
-from keras_lottery.prunable_registry import prunable_weights
+from keras_lottery.prunable_registry import declares_prunable, prunable_weights
 from keras_lottery.tfmot import masks as tfmot_masks
-from keras_lottery.tfmot.schedule import ConstantSparsity, PruningSchedule
+from keras_lottery.tfmot.schedule import ConstantSparsity, PolynomialDecay, PruningSchedule
+
+# The schedules' own `__call__`s, whose `should_prune` is `_should_prune_in_step`
+# of their parameters (a subclass that overrides `__call__` is called instead).
+_BUILT_IN_CALLS = (ConstantSparsity.__call__, PolynomialDecay.__call__)
 
 # The attribute of a pruned layer holding its `LayerPruning`.
 _STATE = "_keras_lottery_tfmot"
@@ -98,7 +102,11 @@ class LayerPruning:
         """Whether the masks are recomputed at the current step."""
         if self.sparsity_m_by_n is not None:
             return self.step == 1  # M-by-N masks are set once, at the first step
-        return bool(self.pruning_schedule(self.step)[0])
+        schedule = self.pruning_schedule
+        if type(schedule).__call__ in _BUILT_IN_CALLS:  # their should_prune, without the sparsity
+            return bool(schedule._should_prune_in_step(
+                self.step, schedule.begin_step, schedule.end_step, schedule.frequency))
+        return bool(schedule(self.step)[0])
 
     def mask(self, key: str, kernel: np.ndarray) -> np.ndarray:
         """The new mask of one weight at the current step."""
@@ -139,20 +147,6 @@ def pruned_layers(model: keras.layers.Layer) -> list[keras.layers.Layer]:
     return [layer for layer, _ in walk(model) if layer_pruning(layer) is not None]
 
 
-def _training() -> bool:
-    """Whether the layer call running now is a training call.
-
-    Reads Keras 3's current call context (`keras.src.backend.common.
-    global_state`, attribute `current_call_ctx`), where `Layer.__call__`
-    stores the resolved `training` argument for the layers it calls, those
-    whose `call` takes no `training` argument included.
-    """
-    from keras.src.backend.common import global_state
-
-    context = global_state.get_global_attribute("current_call_ctx")
-    return bool(context is not None and context.get_value("training"))
-
-
 class _RequiresStep:
     """A layer call that refuses to train before `UpdatePruningStep` ran, as
     TFMOT's wrapper does (checked when the train step is traced, or at
@@ -163,7 +157,7 @@ class _RequiresStep:
         self.states = states
 
     def __call__(self, *args, **kwargs):
-        if _training() and any(state.step < 0 for state in self.states):
+        if compat.in_training_call() and any(state.step < 0 for state in self.states):
             for state in self.states:
                 state.refused = True
             raise RuntimeError(CALLBACK_ERROR)
@@ -253,16 +247,32 @@ def _mask_layers(model: keras.layers.Layer, params: dict, ignore: set[str]) -> N
     _require_step(model, new, states)
 
 
+def _no_weights_to_prune(layer: keras.layers.Layer) -> ValueError:
+    return ValueError(
+        "prune_low_magnitude: layer has no weights to prune (prune_low_magnitude prunes "
+        "the kernels of Dense, convolutions (not depthwise kernels, as TFMOT), "
+        "embeddings and recurrent cells, and what get_prunable_weights() returns). "
+        f"Received: {type(layer).__name__} {layer.name!r}"
+    )
+
+
+def _never_prunable(layer: keras.layers.Layer) -> bool:
+    """Whether an unbuilt layer cannot have weights to prune once built: it
+    declares none (registry, `get_prunable_weights`), keeps Keras's default
+    `build` (which creates nothing) and holds no variables or sublayers
+    (Flatten, Dropout, pooling...)."""
+    return (not declares_prunable(layer) and type(layer).build is keras.layers.Layer.build
+            and not layer.weights and not compat.sublayers(layer))
+
+
 def _prune_built_layer(layer: keras.layers.Layer, params: dict) -> keras.layers.Layer:
     ignore = _unpruned_by_tfmot(layer)
-    names = {w.path for w in prunable_weights(layer)} - ignore
+    # The layer's own prunable weights and its sublayers' (an LSTM's cell,
+    # MultiHeadAttention's projections, the Dense layers of a custom block).
+    names = {w.path for sub, _ in walk(layer) if sub.built
+             for w in prunable_weights(sub)} - ignore
     if not names and not mask_slots(layer):
-        raise ValueError(
-            "prune_low_magnitude: layer has no weights to prune (prune_low_magnitude prunes "
-            "the kernels of Dense, convolutions (not depthwise kernels, as TFMOT), "
-            "embeddings and recurrent cells, and what get_prunable_weights() returns). "
-            f"Received: {type(layer).__name__} {layer.name!r}"
-        )
+        raise _no_weights_to_prune(layer)
     _mask_layers(layer, params, ignore)
     return layer
 
@@ -426,12 +436,16 @@ def _prune_layer(layer: keras.layers.Layer, params: dict, kwargs: dict) -> keras
         if layer.built:
             raise ValueError(f"input_shape is given for layer {layer.name!r}, which is "
                              "already built.")
-        compat.set_attribute_untracked(layer, "_input_shape_arg", tuple(shape))
+        compat.set_input_shape_argument(layer, shape)
     if layer_pruning(layer) is not None:
         return layer
     if isinstance(layer, keras.Model):
         return prune_low_magnitude(layer, **params)
-    return _prune_built_layer(layer, params) if layer.built else _mark_unbuilt(layer, params)
+    if layer.built:
+        return _prune_built_layer(layer, params)
+    if _never_prunable(layer):  # said now, not when a model builds it
+        raise _no_weights_to_prune(layer)
+    return _mark_unbuilt(layer, params)
 
 
 def strip_pruning(model):
