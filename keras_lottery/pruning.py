@@ -150,11 +150,11 @@ def set_masks(model: keras.Model, masks: Mapping[str, ArrayLike]) -> None:
                 f"Mask {key!r} must have the kernel's shape "
                 f"{tuple(slot.mask.shape)}. Received: shape {mask.shape}"
             )
-        mask = (mask != 0).astype(slot.mask.dtype)
-        kernel = slot.kernel
-        slot.mask.assign(mask)
-        for variable in [kernel, *_optimizer_slots(model, kernel)]:
-            variable.assign(keras.ops.convert_to_numpy(variable) * mask)
+        slot.mask.assign((mask != 0).astype(slot.mask.dtype))
+        # Zeroed on the device: no copy of the weights to the host and back.
+        for variable in [slot.kernel, *_optimizer_slots(model, slot.kernel)]:
+            variable.assign(keras.ops.multiply(variable,
+                                               keras.ops.cast(slot.mask, variable.dtype)))
 
 
 def _optimizer_slots(model: keras.Model, kernel: keras.Variable) -> list:

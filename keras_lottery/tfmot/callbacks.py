@@ -5,8 +5,7 @@ between training steps, in Python, so that it runs on every backend: at the
 start of each training batch it advances every pruned layer's step and,
 where the layer's schedule says so, computes the new masks from the
 current weights and assigns them, zeroing the pruned weights and their
-optimizer slots (what `keras_lottery.set_masks` does, with the kernel
-already read for the mask and the slots zeroed on the device). The step numbering is
+optimizer slots (`keras_lottery.set_masks`, on the device). The step numbering is
 TFMOT's: `on_train_begin` sets it to 0, the first batch is step 1.
 """
 
@@ -20,6 +19,7 @@ import keras
 import numpy as np
 
 from keras_lottery import compat
+from keras_lottery.pruning import set_masks
 from keras_lottery.tfmot.prune import LayerPruning, pruned_slots
 
 
@@ -76,24 +76,10 @@ class UpdatePruningStep(keras.callbacks.Callback):
         # On JAX, fit holds the variables' values inside its loop: bring them
         # back to the variables first; the trainer then reads the new masks
         # and weights back before this batch's step.
-        sync = getattr(self.model, "jax_state_sync", None)
-        if sync is not None:
-            sync()
-        optimizer = getattr(self.model, "optimizer", None)
-        built = optimizer is not None and optimizer.built
-        for slot, state in self._slots:
-            if id(state) not in due:
-                continue
-            kernel = keras.ops.convert_to_numpy(slot.kernel)
-            keep = state.mask(slot.key, kernel) != 0
-            # As set_masks: the mask, then the kernel and its optimizer
-            # slots times the mask (the kernel from the copy just read; the
-            # slots on the device, without a copy to the host and back).
-            slot.mask.assign(keep.astype(slot.mask.dtype))
-            slot.kernel.assign(kernel * keep.astype(kernel.dtype))
-            for variable in compat.optimizer_slots(optimizer, slot.kernel) if built else ():
-                variable.assign(keras.ops.multiply(
-                    variable, keras.ops.cast(slot.mask, variable.dtype)))
+        compat.sync_training_state(self.model)
+        set_masks(self.model, {
+            slot.key: state.mask(slot.key, keras.ops.convert_to_numpy(slot.kernel))
+            for slot, state in self._slots if id(state) in due})
 
     def on_epoch_end(self, batch, logs=None):
         # TFMOT re-zeroes the pruned weights here (its gradient moves them);
@@ -152,12 +138,10 @@ class PruningSummaries(keras.callbacks.Callback):
         return self._writers[name]
 
     def _iterations(self) -> int:
+        compat.sync_training_state(self.model)
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is None:
             return 0
-        sync = getattr(self.model, "jax_state_sync", None)
-        if sync is not None:
-            sync()
         return int(keras.ops.convert_to_numpy(optimizer.iterations))
 
     def on_epoch_begin(self, epoch, logs=None):
