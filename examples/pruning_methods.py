@@ -154,6 +154,40 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def plot(rows: list[dict], out: str) -> list[str]:
+    """One figure per model: test accuracy (mean over seeds) against the
+    share of weights left, one line per method; the dense network dashed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    paths = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model and "/" not in r["method"]]
+        figure = Figure(figsize=(7, 4.5))
+        FigureCanvasAgg(figure)
+        axes = figure.add_subplot()
+        for method in dict.fromkeys(r["method"] for r in mine if r["method"] != "dense"):
+            levels = sorted({r["level"] for r in mine if r["method"] == method})
+            x = [np.mean([r["percent_remaining"] for r in mine
+                          if r["method"] == method and r["level"] == v]) for v in levels]
+            y = [np.mean([r["test_accuracy"] for r in mine
+                          if r["method"] == method and r["level"] == v]) for v in levels]
+            axes.plot(x, y, marker="o", label=method,
+                      linestyle=":" if method == "imp_reinit" else "-")
+        dense = np.mean([r["test_accuracy"] for r in mine if r["method"] == "dense"])
+        axes.axhline(dense, color="gray", linestyle="--", label="dense")
+        axes.set_xscale("log")
+        axes.invert_xaxis()
+        axes.set_xlabel("% of weights remaining")
+        axes.set_ylabel("test accuracy at early stop")
+        axes.set_title(f"{model}, Fashion-MNIST")
+        axes.legend(fontsize=7, ncol=2)
+        path = os.path.join(out, f"pruning_methods_{model}.png")
+        figure.savefig(path, dpi=110, bbox_inches="tight")
+        paths.append(path)
+    return paths
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["lenet300", "conv2"],
@@ -188,6 +222,7 @@ def main(argv=None) -> None:
     with open(os.path.join(args.out, "pruning_methods.md"), "w") as f:
         f.write("Commands:\n\n" + "".join(f"    {c}\n" for c in commands) + "\n" + text)
     print(text)
+    print("plots:", ", ".join(plot(rows, args.out)))
 
 
 if __name__ == "__main__":
