@@ -147,7 +147,8 @@ class Splits:
         as arguments, not captured as constants, so that graph optimization
         cannot turn its division into a multiplication by the reciprocal;
         the images it standardizes are bit for bit the training pipeline's."""
-        return tf.constant(255.0), tf.constant(self.stats[0]), tf.constant(self.stats[1])
+        mean, std = self.stats  # float32 as the pipeline's graph converts them
+        return (tf.constant(255.0), tf.constant(mean, tf.float32), tf.constant(std, tf.float32))
 
     @classmethod
     def from_dataset(cls, data, train_eval_examples: int) -> Splits:
