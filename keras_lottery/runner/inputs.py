@@ -34,6 +34,7 @@ import dataclasses
 import hashlib
 import itertools
 import warnings
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -187,18 +188,47 @@ class TrainData:
                 for batch in itertools.islice(iter(self.stream(0)), n)]
 
     def _tf_tensors(self) -> Any:
-        """The NumPy arrays as TensorFlow tensors, converted once for every
-        branch's stream (a conversion holds about twice the array's size)."""
+        """The NumPy arrays as TensorFlow tensors, made once for every
+        branch's stream, sharing the arrays' memory where they can
+        (`host_tensor`)."""
         if self._tensors is None:
             import tensorflow as tf
 
             arrays = keras.tree.map_structure(np.asarray, keras.tree.lists_to_tuples(self.source))
-            object.__setattr__(self, "_tensors", tf.nest.map_structure(tf.constant, arrays))
+            object.__setattr__(self, "_tensors", tf.nest.map_structure(host_tensor, arrays))
         return self._tensors
 
     def fingerprint(self) -> str:
         """A short hash of what the data is (NumPy: the bytes; else its spec)."""
         return _fingerprint(self.source, self.kind)
+
+
+def host_tensor(array: np.ndarray) -> Any:
+    """A TensorFlow tensor of a NumPy array, sharing its memory where it can.
+
+    `tf.constant` holds about twice the array's size (a copy and a
+    transient). An aligned, C-contiguous numeric array (`data.aligned`)
+    becomes a tensor over the same memory through DLPack, no copy; another
+    numeric array is first copied once into an aligned one. Other arrays
+    (strings, objects) go through `tf.constant`. The tensor reads the
+    array: do not change the array while the tensor is in use.
+
+    Example:
+    >>> host_tensor(np.arange(3, dtype=np.float32)).numpy().tolist()  # doctest: +SKIP
+    [0.0, 1.0, 2.0]
+    """
+    import tensorflow as tf
+
+    from keras_lottery.runner.data import aligned
+
+    array = np.asarray(array)
+    if array.dtype.kind not in "biuf" or array.ndim == 0 or array.size == 0:
+        return tf.constant(array)
+    array = aligned(array)
+    try:
+        return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+    except Exception:  # noqa: BLE001 - a dtype or build without DLPack support
+        return tf.constant(array)
 
 
 def _array_stream(arrays: tuple, batch_size: int, seed: int, start: int) -> Iterator[tuple]:
@@ -334,7 +364,7 @@ class EvalData:
     def evaluate(self, model: keras.Model, batch_size: int) -> dict[str, float]:
         """`model.evaluate` on the whole split, as a dict of floats."""
         if self.kind == "arrays" and keras.backend.backend() == "tensorflow":
-            logs = model.evaluate(self._tf_batches(batch_size), verbose=0, return_dict=True)
+            logs = _evaluate_in_one_call(model, self._tf_batches(batch_size))
         elif self.kind == "arrays":
             x, y, *weights = self.source
             logs = model.evaluate(x, y, sample_weight=weights[0] if weights else None,
@@ -357,9 +387,45 @@ class EvalData:
         if self._batches is None:
             import tensorflow as tf
 
-            batches = tf.data.Dataset.from_tensor_slices(self.source).batch(batch_size)
+            source = tf.nest.map_structure(host_tensor, keras.tree.lists_to_tuples(self.source))
+            batches = tf.data.Dataset.from_tensor_slices(source).batch(batch_size)
             object.__setattr__(self, "_batches", batches.prefetch(tf.data.AUTOTUNE))
         return self._batches
+
+
+# model -> {"tracker": its compiled loss tracker, batches: test function}
+_WHOLE_SPLIT_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _evaluate_in_one_call(model: keras.Model, batches: Any) -> dict[str, Any]:
+    """`model.evaluate(batches)` (TensorFlow, a dataset of known length) with
+    all its batches in one call of the test function: Keras's own
+    `steps_per_execution` loop, so each batch runs the same `test_step` and
+    the metrics add up in the same order (the same values), without a
+    host round trip and a Python callback per batch.
+
+    The model's `steps_per_execution` and test function are put back after;
+    the whole-split function is kept per model and number of batches until
+    the model is compiled again (a new loss tracker)."""
+    count = int(batches.cardinality())
+    if count < 1:
+        return model.evaluate(batches, verbose=0, return_dict=True)
+    try:
+        cache = _WHOLE_SPLIT_FUNCTIONS.setdefault(model, {})
+    except TypeError:  # not weakly referenceable or hashable
+        cache = {}
+    tracker = getattr(model, "_loss_tracker", None)
+    if cache.get("tracker") is not tracker:
+        cache.clear()
+        cache["tracker"] = tracker
+    saved = model.steps_per_execution, model.test_function
+    model.steps_per_execution, model.test_function = count, cache.get(count)
+    try:
+        logs = model.evaluate(batches, verbose=0, return_dict=True)
+        cache[count] = model.test_function
+    finally:
+        model.steps_per_execution, model.test_function = saved
+    return logs
 
 
 def _fingerprint(source: Any, kind: str) -> str:

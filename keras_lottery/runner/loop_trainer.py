@@ -32,6 +32,7 @@ from keras_lottery.runner.checkpoint import BranchState
 from keras_lottery.runner.config import LotteryConfig
 from keras_lottery.runner.distribute import peer_failures_reported
 from keras_lottery.runner.evaluation import SplitSchedule
+from keras_lottery.runner.inputs import host_tensor
 
 tf = import_tensorflow("The presets' driver (find_ticket, keras-lottery run --preset)")
 
@@ -124,21 +125,30 @@ class Splits:
 
     def train_tensors(self) -> tuple[tf.Tensor, tf.Tensor]:
         """The training images (uint8) and int64 labels as tensors, made
-        once per run and shared by every branch's training stream."""
+        once per run and shared by every branch's training stream; the
+        images share the array's memory (`inputs.host_tensor`)."""
         if self._train is None:
-            self._train = (tf.constant(self.x_train), tf.constant(self.y_train.astype("int64")))
+            self._train = (host_tensor(self.x_train), tf.constant(self.y_train.astype("int64")))
         return self._train
 
     def standardized(self, name: str) -> tuple[tf.Tensor, tf.Tensor]:
-        """The evaluation split `name` as one tensor of float32 images,
-        standardized like the training data, and one of int64 labels; made
-        once per run (on first use), shared by every branch's trainer."""
+        """The evaluation split `name` as one tensor of its uint8 images
+        and one of int64 labels, made once per run (on first use), shared
+        by every branch's trainer. The evaluation function standardizes
+        each batch (`LoopTrainer._eval_split`): a float32 copy of the
+        splits would hold four times their size."""
         if name not in self._standardized:
             x, y = self.evals[name]
-            batches = pipeline.eval_batches(x, y, self.stats)
-            images = tf.concat([images for images, _ in batches], axis=0)
-            self._standardized[name] = (images, tf.constant(y.astype("int64")))
+            self._standardized[name] = (host_tensor(x), tf.constant(y.astype("int64")))
         return self._standardized[name]
+
+    def stat_tensors(self) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """255, mean and std as tensors: passed to the evaluation function
+        as arguments, not captured as constants, so that graph optimization
+        cannot turn its division into a multiplication by the reciprocal;
+        the images it standardizes are bit for bit the training pipeline's."""
+        mean, std = self.stats  # float32 as the pipeline's graph converts them
+        return (tf.constant(255.0), tf.constant(mean, tf.float32), tf.constant(std, tf.float32))
 
     @classmethod
     def from_dataset(cls, data, train_eval_examples: int) -> Splits:
@@ -235,14 +245,17 @@ class LoopTrainer:
 
         return train_fn
 
-    def _eval_split(self, images, labels):
-        """Summed loss and hits over a split, in batches of `_EVAL_BATCH`,
-        in one call: the sums add up in float64 batch by batch, as they
-        would on the host."""
+    def _eval_split(self, images, labels, scale, mean, std):
+        """Summed loss and hits over a split of uint8 images, in batches of
+        `_EVAL_BATCH`, in one call: each batch standardized as the training
+        pipeline does (`pipeline._standardize`, with `scale` = 255, `mean`
+        and `std` as arguments: the same float32 values), the sums added up
+        in float64 batch by batch, as they would on the host."""
         loss, hits = tf.constant(0.0, tf.float64), tf.constant(0.0, tf.float64)
         for start in tf.range(0, tf.shape(labels)[0], _EVAL_BATCH):
             batch_labels = labels[start:start + _EVAL_BATCH]
-            logits = self.model(images[start:start + _EVAL_BATCH], training=False)
+            batch = (tf.cast(images[start:start + _EVAL_BATCH], tf.float32) / scale - mean) / std
+            logits = self.model(batch, training=False)
             batch_loss = tf.reduce_sum(self._loss(batch_labels, logits))
             batch_hits = tf.reduce_sum(
                 tf.cast(tf.equal(tf.argmax(logits, -1), batch_labels), tf.float32))
@@ -260,7 +273,7 @@ class LoopTrainer:
 
     def _evaluate_split(self, name: str) -> dict[str, float]:
         images, labels = self.splits.standardized(name)
-        loss, hits = self._eval_fn(images, labels)
+        loss, hits = self._eval_fn(images, labels, *self.splits.stat_tensors())
         count = int(labels.shape[0])
         return {f"{name}_loss": float(loss) / count, f"{name}_accuracy": float(hits) / count}
 

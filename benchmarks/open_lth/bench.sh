@@ -1,0 +1,45 @@
+#!/bin/bash
+# usage: bench.sh LABEL   (LABEL = kl_tf_N | kl_search_jax_N | kl_search_tf_N | kl_search_torch_N |
+#                          olth100_N | olthdefault_N | floor_{tf,jax,torch,olth}_N)
+# One whole-process run under /usr/bin/time -v (apt-get install -y time),
+# load before/after, and a 5 s sampler of load and other busy processes.
+set -u
+# BENCH_DIR (default $OLTH_DIR/bench): where the results go
+D=${OLTH_DIR:-$HOME/olth}; L=$1; OUT=${BENCH_DIR:-$D/bench}/$L; rm -rf $OUT; mkdir -p $OUT
+{ echo "start $(date -Is)"; uptime; ps -eo pid,pcpu,etime,args --sort=-pcpu | head -5 | cut -c1-140; } > $OUT/load_before.txt
+( while true; do echo "$(date +%T) $(uptime | sed 's/.*load average: //')"; ps -eo pid,pcpu,args --sort=-pcpu | awk 'NR>1 && $2>20' | grep -v -E "olth/(kl|kljax|kltorch|)venv|olth/kljax|olth/kltorch|run_open_lth|keras-lottery|kl_search_jax|import keras|import torch" | cut -c1-120; sleep 5; done ) > $OUT/others.txt 2>&1 &
+SAMPLER=$!
+cd $D
+case $L in
+  kl_tf_*)
+    /usr/bin/time -v -o $OUT/time.txt $D/klvenv/bin/keras-lottery run --preset lenet300 --dataset fashion_mnist \
+      --steps 2000 --rounds 3 --logdir $OUT/runs > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
+  kl_search_jax_*)
+    KERAS_BACKEND=jax /usr/bin/time -v -o $OUT/time.txt $D/kljax/bin/python $D/kl_search_jax.py $OUT/runs \
+      > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
+  kl_search_tf_*)
+    KERAS_BACKEND=tensorflow /usr/bin/time -v -o $OUT/time.txt $D/klvenv/bin/python $D/kl_search_jax.py $OUT/runs \
+      > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
+  kl_search_torch_*)
+    KERAS_BACKEND=torch /usr/bin/time -v -o $OUT/time.txt $D/kltorch/bin/python $D/kl_search_jax.py $OUT/runs \
+      > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
+  floor_tf_*)  # the framework's floor: an empty `import keras` process on each backend
+    KERAS_BACKEND=tensorflow /usr/bin/time -v -o $OUT/time.txt $D/klvenv/bin/python -c "import keras" > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
+  floor_jax_*)
+    KERAS_BACKEND=jax /usr/bin/time -v -o $OUT/time.txt $D/kljax/bin/python -c "import keras" > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
+  floor_torch_*)
+    KERAS_BACKEND=torch /usr/bin/time -v -o $OUT/time.txt $D/kltorch/bin/python -c "import keras" > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
+  floor_olth_*)  # open_lth's: torch and torchvision imported
+    /usr/bin/time -v -o $OUT/time.txt $D/venv/bin/python -c "import torch, torchvision" > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
+  olth100_*|olthdefault_*)
+    EV=100; [[ $L == olthdefault_* ]] && EV=0
+    OLTH_DIR=$D OPEN_LTH_ROOT=$OUT/root OPEN_LTH_DATASETS=$D/datasets OPEN_LTH_EVAL_EVERY_IT=$EV OLTH_THREADS=2 \
+      /usr/bin/time -v -o $OUT/time.txt $D/venv/bin/python $D/run_open_lth.py lottery \
+      --default_hparams=mnist_lenet_300_100 --levels=3 --training_steps=2000it --batch_size=60 \
+      --optimizer_name=adam --lr=0.0012 --data_order_seed=0 > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
+  *) echo "unknown label $L"; kill $SAMPLER; exit 2 ;;
+esac
+echo "rc $?" >> $OUT/load_before.txt
+kill $SAMPLER
+{ echo "end $(date -Is)"; uptime; } > $OUT/load_after.txt
+echo "$L $(grep -E 'Elapsed|Maximum resident' $OUT/time.txt | tr -s ' \t' ' ' | tr '\n' ' ')"
