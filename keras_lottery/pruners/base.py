@@ -84,6 +84,16 @@ class PruneRequest:
         return get_kernels(self.model)
 
 
+def check_count(name: str, value: object) -> None:
+    """Raises ValueError unless the option `name` is an integer >= 1.
+
+    Example:
+    >>> check_count("frequency", 100)
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1. Received: {name}={value!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class NoOptions:
     """A method without options."""

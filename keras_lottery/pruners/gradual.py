@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 
 from keras_lottery import mask_math
-from keras_lottery.pruners.base import DURING_TRAINING, WEIGHTS, Pruner, PruneRequest, register
+from keras_lottery.pruners.base import DURING_TRAINING, WEIGHTS, Pruner, PruneRequest, register, check_count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,10 +43,7 @@ class GradualOptions:
                 "gradual pruning needs 0 <= begin < end <= 1 (shares of the training steps). "
                 f"Received: begin={self.begin!r}, end={self.end!r}"
             )
-        if isinstance(self.frequency, bool) or not isinstance(self.frequency, int) \
-                or self.frequency < 1:
-            raise ValueError(f"frequency must be an integer >= 1. Received: "
-                             f"frequency={self.frequency!r}")
+        check_count("frequency", self.frequency)
         if isinstance(self.power, bool) or not isinstance(self.power, (int, float)) \
                 or self.power <= 0:
             raise ValueError(f"power must be a number > 0. Received: power={self.power!r}")

@@ -21,6 +21,9 @@ class Magnitude(Pruner):
     when = BETWEEN_ROUNDS
     needs = (WEIGHTS,)
 
+    def scores(self, request: PruneRequest) -> dict[str, np.ndarray]:
+        return {key: np.abs(w) for key, w in request.kernels().items()}
+
     def masks(self, request: PruneRequest) -> dict[str, np.ndarray]:
         return mask_math.magnitude_masks(
             request.kernels(), request.masks_now(), request.fraction, dict(request.rates),

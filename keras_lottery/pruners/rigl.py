@@ -24,7 +24,7 @@ import dataclasses
 import numpy as np
 
 from keras_lottery.gradients import loss_gradients
-from keras_lottery.pruners.base import GRADIENTS, WEIGHTS, PruneRequest, register
+from keras_lottery.pruners.base import GRADIENTS, WEIGHTS, PruneRequest, register, check_count
 from keras_lottery.pruners.sparse_evolutionary import DynamicSparse, DynamicSparseOptions
 
 
@@ -41,10 +41,7 @@ class RigLOptions(DynamicSparseOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        if isinstance(self.grad_batches, bool) or not isinstance(self.grad_batches, int) \
-                or self.grad_batches < 1:
-            raise ValueError(f"grad_batches must be an integer >= 1. Received: "
-                             f"grad_batches={self.grad_batches!r}")
+        check_count("grad_batches", self.grad_batches)
 
 
 @register

@@ -18,13 +18,12 @@ import keras
 import numpy as np
 
 from keras_lottery.gradients import loss_gradients
-from keras_lottery.pruners.base import AT_INIT, GRADIENTS, Pruner, PruneRequest, register
+from keras_lottery.pruners.base import AT_INIT, GRADIENTS, Pruner, PruneRequest, register, check_count
 
 
 def check_batches(value: object) -> None:
-    """Raises ValueError unless `value` is an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"batches must be an integer >= 1. Received: batches={value!r}")
+    """Raises ValueError unless the `batches` option is an integer >= 1."""
+    check_count("batches", value)
 
 
 def training_data(request: PruneRequest, pruner: str, n: int):

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from keras_lottery import mask_math
-from keras_lottery.pruners.base import DURING_TRAINING, WEIGHTS, Pruner, PruneRequest, register
+from keras_lottery.pruners.base import DURING_TRAINING, WEIGHTS, Pruner, PruneRequest, register, check_count
 
 DISTRIBUTIONS = ("erk", "uniform")
 DECAYS = ("cosine", "constant")
@@ -72,10 +72,7 @@ class DynamicSparseOptions:
         if self.decay not in DECAYS:
             raise ValueError(f"decay must be one of {list(DECAYS)}. Received: "
                              f"decay={self.decay!r}")
-        if isinstance(self.update_every, bool) or not isinstance(self.update_every, int) \
-                or self.update_every < 1:
-            raise ValueError(f"update_every must be an integer >= 1. Received: "
-                             f"update_every={self.update_every!r}")
+        check_count("update_every", self.update_every)
         if not _number(self.end) or not 0 < self.end <= 1:
             raise ValueError(f"end must be a share of the training steps in (0, 1]. "
                              f"Received: end={self.end!r}")

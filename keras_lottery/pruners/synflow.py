@@ -33,7 +33,7 @@ import numpy as np
 from keras_lottery import mask_math
 from keras_lottery.gradients import objective_gradients
 from keras_lottery.masking import mask_slots, masks_of
-from keras_lottery.pruners.base import AT_INIT, DATA_FREE, Pruner, PruneRequest, ranks, register
+from keras_lottery.pruners.base import AT_INIT, DATA_FREE, Pruner, PruneRequest, ranks, register, check_count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,10 +52,7 @@ class SynflowOptions:
     input_shape: Sequence | None = None
 
     def __post_init__(self):
-        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) \
-                or self.iterations < 1:
-            raise ValueError(f"iterations must be an integer >= 1. Received: "
-                             f"iterations={self.iterations!r}")
+        check_count("iterations", self.iterations)
 
 
 @register
