@@ -81,9 +81,10 @@ class Gradual(Pruner):
     def update(self, step: int, start: int, end: int,
                request: PruneRequest) -> dict[str, np.ndarray]:
         share = self.share(step, start, end)
-        masks = request.masks_now()
+        if not share:
+            return request.masks_now()
         # Pruned weights are zero and so ranked first: the masks only shrink.
         return mask_math.magnitude_masks(
             request.kernels(), None, request.fraction * share,
             {k: rate * share for k, rate in request.rates.items()},
-            scope=request.scope, granularity=request.granularity) if share else masks
+            scope=request.scope, granularity=request.granularity)
