@@ -13,7 +13,7 @@ models, data and settings:
    (tracing/compilation) is excluded; the two are interleaved
    (`common.interleave`). Ratio = median CPU time masked / plain.
 2. Round time. `LotterySearch` on real Fashion-MNIST (Debian's files,
-   /usr/share/datasets/fashion-mnist, read by `keras_lottery.runner.data`):
+   /usr/share/datasets/fashion-mnist, read by `keras_lottery.runner.presets.data`):
    LeNet-300-100, Adam 1.2e-3, batch 60, `--round-steps` steps, evaluated
    on the 5,000 validation and 10,000 test images every `--round-steps / 2`
    steps. The dense round 0 runs first (untimed); then the search is
@@ -54,7 +54,7 @@ def step_times(name: str, repeats: int, quick: bool) -> dict:
     import numpy as np
 
     import keras_lottery as kl
-    from keras_lottery.runner import models
+    from keras_lottery.runner.presets import models
 
     shape, batch, steps_full, steps_quick = MODELS[name]
     steps = steps_quick if quick else steps_full
@@ -85,7 +85,7 @@ def lenet_builder():
     """LeNet-300-100 for Fashion-MNIST, seeded (the same θ0 on every call)."""
     import keras
 
-    from keras_lottery.runner import models
+    from keras_lottery.runner.presets import models
 
     model = models.lenet300((28, 28, 1), 10, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(1.2e-3),
@@ -96,7 +96,7 @@ def lenet_builder():
 
 def round_time(steps: int) -> dict:
     import keras_lottery as kl
-    from keras_lottery.runner import data as data_lib
+    from keras_lottery.runner.presets import data as data_lib
 
     data = data_lib.load("fashion_mnist")
     scale = lambda x: (x / 255.0).astype("float32")  # noqa: E731

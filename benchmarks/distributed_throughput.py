@@ -41,7 +41,7 @@ def child(mode: str, logdir: str, steps: int) -> None:
     import keras_lottery as kl
 
     strategy = {"single": "default", "mirrored": "mirrored", "multiworker": "multiworker"}[mode]
-    config = kl.LotteryConfig.from_preset(
+    config = kl.PresetConfig.from_preset(
         "lenet300", dataset="fashion_mnist", steps=steps, rounds=1, eval_every=steps // 10,
         train_eval_examples=0, strategy=strategy, logdir=logdir, verbose=0,
     )

@@ -45,7 +45,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras_lottery as kl
-from keras_lottery.runner import models
+from keras_lottery.runner.presets import models
 
 def lstm_rows(input_shape, classes: int, seed: int) -> keras.Model:
     """An LSTM(64) reading an image's rows as time steps."""

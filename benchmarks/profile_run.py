@@ -156,7 +156,8 @@ def install_common() -> None:
     """Timers on what both the preset loop and the search use."""
     import keras_lottery.pruning as pruning
     import keras_lottery.rewind as rewind
-    from keras_lottery.runner import checkpoint, data, engine, rundir, tensorboard
+    from keras_lottery.runner import checkpoint, engine, rundir, tensorboard
+    from keras_lottery.runner.presets import data
     from keras_lottery.runner import reports
 
     patch_function(data, "load", "data: load Fashion-MNIST")
@@ -182,9 +183,10 @@ def install_common() -> None:
 
 def install_preset() -> None:
     """Timers on the preset's tf.distribute loop."""
-    from keras_lottery.runner import distribute, loop_trainer, pipeline, presets
+    from keras_lottery.runner import distribute
+    from keras_lottery.runner.presets import PresetConfig, loop_trainer, pipeline
 
-    patch_function(presets, "preset_model", "model build")
+    patch_methods(PresetConfig, "model build", names=["masked_model"])
     patch_function(distribute, "make_strategy", "model build")
     patch_methods(loop_trainer.Splits, "data: splits, normalization, pipelines",
                   names=["from_dataset"])
@@ -259,7 +261,7 @@ def child(kind: str, logdir: str, out: str) -> None:
     import keras_lottery as kl
     from keras_lottery.runner import cli, commands, fit_trainer, inputs, search  # noqa: F401
     if keras.backend.backend() == "tensorflow":
-        from keras_lottery.runner import loop_trainer, pipeline, presets  # noqa: F401
+        from keras_lottery.runner.presets import loop_trainer, pipeline, run  # noqa: F401
     PROFILER.exit()
     install_common()
     sampler = MemorySampler()

@@ -28,7 +28,7 @@ import common  # first: sets TF_CPP_MIN_LOG_LEVEL and sys.path
 import keras
 
 import keras_lottery as kl
-from keras_lottery.runner import models
+from keras_lottery.runner.presets import models
 
 MODELS = {"lenet300": (models.lenet300, (28, 28, 1)), "conv2": (models.conv2, (32, 32, 3))}
 

@@ -13,7 +13,7 @@ model and once with `import tensorflow_model_optimization as tfmot` on the
     pruned.fit(data, steps_per_epoch=STEPS, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
 
 Models: LeNet-300-100 (batch 60, 28x28x1) and Conv-2 (batch 60, 32x32x3),
-built by `keras_lottery.runner.models`; data: one in-memory random batch
+built by `keras_lottery.runner.presets.models`; data: one in-memory random batch
 repeated (`tf.data`), so that input is no part of the difference.
 
 Four contenders, interleaved (A, B, C, D, then D, C, B, A, ...) in one

@@ -46,21 +46,21 @@ def main() -> None:
     os.makedirs(figures, exist_ok=True)
     command = "python " + " ".join(sys.argv)
 
-    base = kl.find_ticket(kl.LotteryConfig.from_preset(
+    base = kl.find_ticket(kl.PresetConfig.from_preset(
         "lenet300", rounds=args.rounds, eb_every=100, **common))
     analyses, report = _captured(commands.report, base.run_dir)
     for name in ("accuracy_vs_sparsity.png", "analyses.png"):
         shutil.copy(os.path.join(base.run_dir, name), os.path.join(figures, name))
 
-    early = kl.find_ticket(kl.LotteryConfig.from_preset(
+    early = kl.find_ticket(kl.PresetConfig.from_preset(
         "lenet300", rounds=1, eb_every=100, eb_stop=True, **common))
     bird = early.branch("ticket")[0]["early_bird"]
     full_ticket, eb_ticket = base.branch("ticket")[1], early.branch("ticket")[1]
 
-    scopes = commands.compare_scopes(kl.LotteryConfig.from_preset(
+    scopes = commands.compare_scopes(kl.PresetConfig.from_preset(
         "lenet300", rounds=args.rounds, **common))
 
-    source = kl.find_ticket(kl.LotteryConfig.from_preset(
+    source = kl.find_ticket(kl.PresetConfig.from_preset(
         "lenet300", rounds=6, classes=(0, 1, 2, 3, 4), **common))
     target = commands.transfer(source.run_dir, 6, "fashion_mnist", (5, 6, 7, 8, 9),
                                steps=args.steps, verbose=2)

@@ -37,8 +37,7 @@ import os
 import sys
 
 from keras_lottery.runner import instability
-from keras_lottery.runner.config import LotteryConfig
-from keras_lottery.runner.presets import find_ticket, preset_instability
+from keras_lottery.runner.presets import PresetConfig, find_ticket, preset_instability
 from keras_lottery.runner.rundir import RunDir
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
@@ -97,7 +96,7 @@ def main() -> None:
     # identity, and the θ0 runs must stay the runs they are.
     auto = dict(rewind_candidates=args.candidates, stability_points=args.points)
     rounds = max(args.rounds, *args.sparse_rounds)
-    run = find_ticket(LotteryConfig.from_preset(args.preset, **common, rounds=rounds))
+    run = find_ticket(PresetConfig.from_preset(args.preset, **common, rounds=rounds))
     lines = ["| round | % remaining | k | instability test (pp) | val (pp) |",
              "|---|---|---|---|---|"]
     sparse_ks = args.sparse_rewind_steps or args.rewind_steps
@@ -114,7 +113,7 @@ def main() -> None:
     for seed in args.seeds:
         theta0_dir = None
         for rewind in (0, "auto"):
-            config = LotteryConfig.from_preset(
+            config = PresetConfig.from_preset(
                 args.preset, **common, rounds=search_rounds, seed=seed, rewind_step=rewind,
                 controls=("random_reinit",), **(auto if rewind == "auto" else {}))
             if theta0_dir is not None:

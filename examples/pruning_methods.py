@@ -55,7 +55,7 @@ def base_config(model: str, seed: int, logdir: str, levels: tuple[int, ...],
                 **overrides) -> kl.LotteryConfig:
     """The IMP config of one model and seed (every method starts from it)."""
     budget = BUDGETS[model]
-    return kl.LotteryConfig.from_preset(
+    return kl.PresetConfig.from_preset(
         model, dataset="fashion_mnist", scope="layerwise", seed=seed, logdir=logdir,
         verbose=2, rounds=max(levels), controls=("random_reinit",),
         **{**budget["settings"], **overrides})

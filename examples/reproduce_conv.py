@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--logdir", default=os.path.join("runs", "reproduce_conv"))
     args = parser.parse_args()
 
-    configs = [kl.LotteryConfig.from_preset(
+    configs = [kl.PresetConfig.from_preset(
         args.model, dataset=args.dataset, steps=args.steps, rounds=args.rounds, seed=seed,
         eval_every=args.eval_every, train_eval_examples=2000, controls=("random_reinit",),
         logdir=args.logdir, verbose=2) for seed in args.seeds]

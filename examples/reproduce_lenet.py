@@ -41,10 +41,10 @@ def main() -> None:
     common = dict(dataset=args.dataset, steps=args.steps, logdir=args.logdir, verbose=2)
     targets = tuple(round(100 * 0.8**r, 4) for r in range(args.oneshot_every, args.rounds + 1,
                                                            args.oneshot_every))
-    configs = [kl.LotteryConfig.from_preset("lenet300", rounds=args.rounds, seed=seed,
+    configs = [kl.PresetConfig.from_preset("lenet300", rounds=args.rounds, seed=seed,
                                             controls=("random_reinit", "random_prune"), **common)
                for seed in args.seeds]
-    configs += [kl.LotteryConfig.from_preset("lenet300", mode="oneshot", sparsities=targets,
+    configs += [kl.PresetConfig.from_preset("lenet300", mode="oneshot", sparsities=targets,
                                              seed=seed, **common) for seed in args.seeds]
     results = reproduction.run_all(configs)
 

@@ -61,7 +61,7 @@ def configs(model: str, args) -> dict[str, kl.LotteryConfig]:
     rates = {**{f"conv{i}": args.conv_rate for i in range(1, convs + 1)}, "output": 0.0}
     out = {}
     for granularity in ("weight", "unit"):
-        out[granularity] = kl.LotteryConfig.from_preset(
+        out[granularity] = kl.PresetConfig.from_preset(
             model, dataset="fashion_mnist", scope="layerwise", rates=rates,
             granularity=granularity, controls=("random_reinit",), seed=args.seed,
             logdir=args.logdir, verbose=2, **budget)

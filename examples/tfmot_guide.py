@@ -109,7 +109,7 @@ def main() -> None:
                         choices=["tfmot", "ours"])
     args = parser.parse_args()
 
-    from keras_lottery.runner import data as kl_data
+    from keras_lottery.runner.presets import data as kl_data
 
     fashion = kl_data.load("fashion_mnist", validation=0)
     data = ((fashion.x_train[..., 0] / 255.0, fashion.y_train),

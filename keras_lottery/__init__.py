@@ -47,10 +47,11 @@ from keras_lottery.rewind import (
 from keras_lottery.saving import load_model, saved_masks
 
 # The experiment runner.
-from keras_lottery.runner import data, models
+from keras_lottery.runner.presets import data, models
 from keras_lottery.runner.branches import CONTROLS, BranchStart, control
-from keras_lottery.runner.config import PRESETS, LotteryConfig
-from keras_lottery.runner.data import Dataset, DatasetNotFoundError
+from keras_lottery.runner.config import LotteryConfig
+from keras_lottery.runner.presets import PRESETS, PresetConfig
+from keras_lottery.runner.presets.data import Dataset, DatasetNotFoundError
 from keras_lottery.runner.distribute import WorkerFailedError, local_cluster, make_strategy
 from keras_lottery.runner.engine import LotteryResult
 from keras_lottery.runner.errors import BranchFailedError, DivergedError, MonitorError

@@ -130,7 +130,7 @@ def fashion():
     """Real Fashion-MNIST (Debian's dataset-fashion-mnist; CI installs it)."""
     if not os.path.isdir(FASHION_DIR):
         pytest.skip(f"needs real Fashion-MNIST: apt-get install dataset-fashion-mnist ({FASHION_DIR})")
-    from keras_lottery.runner import data
+    from keras_lottery.runner.presets import data
 
     return data.load("fashion_mnist")
 
@@ -150,8 +150,8 @@ def fashion_small(fashion):
 
 def tiny_config(tmp_path, **overrides):
     """A lenet300 config that trains in about a second per branch."""
-    from keras_lottery import LotteryConfig
+    from keras_lottery import PresetConfig
 
     values = dict(dataset="fashion_mnist", steps=60, eval_every=20, rounds=2,
                   train_eval_examples=200, logdir=str(tmp_path / "runs"), verbose=0)
-    return LotteryConfig.from_preset("lenet300", **{**values, **overrides})
+    return PresetConfig.from_preset("lenet300", **{**values, **overrides})

@@ -17,12 +17,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 import keras_lottery as kl  # noqa: E402
-from keras_lottery.runner import pipeline  # noqa: E402
+from keras_lottery.runner.presets import pipeline  # noqa: E402
 from keras_lottery.runner.distribute import make_strategy  # noqa: E402
 
 
 def main(logdir: str, prefix: str, steps: int) -> None:
-    config = kl.LotteryConfig.from_preset(
+    config = kl.PresetConfig.from_preset(
         "lenet300", dataset="fashion_mnist", steps=steps, rounds=1, eval_every=50,
         train_eval_examples=0, checkpoint_every=50, strategy="multiworker",
         logdir=logdir, verbose=2,

@@ -14,7 +14,7 @@ from keras_lottery import analysis
 from keras_lottery.runner import analyses as run_analysis, commands, early_bird
 from keras_lottery.files import read_npz
 from keras_lottery.runner.rundir import RunDir
-from keras_lottery.runner.loop_trainer import LotterySchedule
+from keras_lottery.runner.presets.loop_trainer import LotterySchedule
 
 
 def _masks(rng, density, shape=(40, 30)):
@@ -213,7 +213,7 @@ def test_warmup_schedule_and_dropout_presets():
     assert float(schedule(60_000)) == pytest.approx(0.01)
     late = LotterySchedule(0.1, milestones=(1000,), offset=500)
     assert float(late(499)) == pytest.approx(0.1) and float(late(500)) == pytest.approx(0.01)
-    config = kl.LotteryConfig.from_preset("conv4_dropout")
+    config = kl.PresetConfig.from_preset("conv4_dropout")
     model = kl.models.build(config.model, (32, 32, 3), 10, dropout=config.dropout)
     assert sum(isinstance(l, keras.layers.Dropout) for l in model.layers) == 3
     assert (config.learning_rate, config.steps) == (2e-4, 75_000)

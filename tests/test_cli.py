@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import keras_lottery as kl
-import keras_lottery.runner.loop_trainer  # noqa: F401
+import keras_lottery.runner.presets.loop_trainer  # noqa: F401
 from conftest import tiny_config
-from keras_lottery.runner import cli, commands, data
+from keras_lottery.runner import cli, commands
+from keras_lottery.runner.presets import data
 
 
 @pytest.mark.parametrize(
@@ -121,7 +122,7 @@ def test_report_and_export(tmp_path, fashion_small, capsys):
     assert sizes[0].zero_fraction > 0.15
     model = commands.load_ticket(result.run_dir, 1)
     x = fashion_small.x_test[:16]
-    stats = kl.runner.loop_trainer.Splits.from_dataset(fashion_small, 0).stats
+    stats = kl.runner.presets.loop_trainer.Splits.from_dataset(fashion_small, 0).stats
     images = ((x / 255.0 - stats[0]) / stats[1]).astype("float32")
     script = (
         "import numpy as np, tensorflow as tf, sys;"

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from keras_lottery.runner import data
+from keras_lottery.runner.presets import data
 
 DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
 

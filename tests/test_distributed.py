@@ -15,7 +15,7 @@ import tensorflow as tf
 
 import keras_lottery as kl
 from conftest import tiny_config
-from keras_lottery.runner import pipeline
+from keras_lottery.runner.presets import pipeline
 from keras_lottery.runner.distribute import local_cluster
 from keras_lottery.runner.presets import preset_engine
 from keras_lottery.files import read_npz

@@ -8,7 +8,8 @@ import pytest
 
 import keras_lottery as kl
 from keras_lottery import deploy, tflite
-from keras_lottery.runner import cli, pipeline
+from keras_lottery.runner import cli
+from keras_lottery.runner.presets import pipeline
 from tests.conftest import tiny_config
 
 # TFLite conversions of every format (`pytest -m slow`; CI runs it).

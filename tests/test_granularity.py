@@ -7,7 +7,7 @@ import pytest
 import keras_lottery as kl
 from keras_lottery import mask_math
 from keras_lottery.runner import branches
-from keras_lottery.runner.config import LotteryConfig
+from keras_lottery.runner.presets import PresetConfig
 
 
 def _weights(seed=0):
@@ -142,15 +142,15 @@ def test_prune_by_magnitude_unit_refuses_output_units_and_other_layers():
 
 
 def test_config_granularity_default_keeps_hash_and_validates():
-    base = LotteryConfig.from_preset("lenet300", steps=2000)
+    base = PresetConfig.from_preset("lenet300", steps=2000)
     assert "granularity" not in base.identity()
-    unit = LotteryConfig.from_preset("lenet300", granularity="unit", rates={"output": 0})
-    assert unit.run_hash() != LotteryConfig.from_preset("lenet300", rates={"output": 0}).run_hash()
+    unit = PresetConfig.from_preset("lenet300", granularity="unit", rates={"output": 0})
+    assert unit.run_hash() != PresetConfig.from_preset("lenet300", rates={"output": 0}).run_hash()
     with pytest.raises(ValueError, match="cannot remove units of the output layer"):
-        LotteryConfig.from_preset("lenet300", granularity="unit")
+        PresetConfig.from_preset("lenet300", granularity="unit")
     with pytest.raises(ValueError, match="Received: granularity='3:2'"):
-        LotteryConfig.from_preset("lenet300", granularity="3:2")
-    LotteryConfig.from_preset("lenet300", granularity="2:4")
+        PresetConfig.from_preset("lenet300", granularity="3:2")
+    PresetConfig.from_preset("lenet300", granularity="2:4")
 
 
 def test_random_prune_control_permutes_whole_units():

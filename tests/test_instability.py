@@ -17,7 +17,7 @@ from keras_lottery.interpolation import (
     interpolate,
     interpolation_curve,
 )
-from keras_lottery.runner.config import LotteryConfig
+from keras_lottery.runner.presets import PresetConfig
 from keras_lottery.runner.instability import choose
 
 
@@ -137,15 +137,15 @@ def test_auto_picks_the_smallest_stable_candidate():
 
 
 def test_config_accepts_auto_and_refuses_bad_candidates():
-    assert LotteryConfig.from_preset("lenet300", steps=2000).run_hash() == LotteryConfig.from_preset(
+    assert PresetConfig.from_preset("lenet300", steps=2000).run_hash() == PresetConfig.from_preset(
         "lenet300", steps=2000, rewind_candidates=(0, 100, 250, 500, 1000, 2000)).run_hash()
     with pytest.raises(ValueError, match="Received: rewind_candidates=\\[0, 3000\\], steps=2000"):
-        LotteryConfig.from_preset("lenet300", steps=2000, rewind_step="auto",
+        PresetConfig.from_preset("lenet300", steps=2000, rewind_step="auto",
                                   rewind_candidates=(0, 3000))
     with pytest.raises(ValueError, match="Received: rewind_step='late'"):
-        LotteryConfig.from_preset("lenet300", rewind_step="late")
+        PresetConfig.from_preset("lenet300", rewind_step="late")
     with pytest.raises(ValueError, match="Received: stability_threshold=-1"):
-        LotteryConfig.from_preset("lenet300", stability_threshold=-1)
+        PresetConfig.from_preset("lenet300", stability_threshold=-1)
 
 
 def _auto_search(logdir, digits, callbacks=()):

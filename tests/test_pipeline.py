@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_lottery.runner import pipeline
+from keras_lottery.runner.presets import pipeline
 
 
 def _labels(stream, n):

@@ -191,9 +191,9 @@ def test_a_nan_input_is_caught_in_the_weights_and_the_run_keeps_its_work(tmp_pat
 def test_the_loop_trainer_catches_nan_weights_with_a_finite_loss(tmp_path):
     import tensorflow as tf
 
-    from keras_lottery.runner.loop_trainer import LoopTrainer, Splits
+    from keras_lottery.runner.presets.loop_trainer import LoopTrainer, Splits
 
-    config = kl.LotteryConfig.from_preset("lenet300", dataset="fashion_mnist", steps=4,
+    config = kl.PresetConfig.from_preset("lenet300", dataset="fashion_mnist", steps=4,
                                           eval_every=2, batch_size=8, logdir=str(tmp_path))
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, size=(64, 28, 28, 1)).astype("float32")

@@ -9,8 +9,10 @@
     keras-lottery compare-scopes --preset conv2 --dataset fashion_mnist --rounds 5
     keras-lottery presets
 
-Every `run` flag is a field of `LotteryConfig` (`--prune-fraction` sets
-`prune_fraction`); flags override the preset's values. A bad value exits
+Every `run` flag is a setting of `LotteryConfig` or, for a preset's
+recipe, of `PresetConfig` (`--prune-fraction` sets `prune_fraction`), with
+the help text declared beside the setting; flags override the preset's
+values. A bad value exits
 with status 2 and one line naming the flag, the value and what is accepted
 (set `KERAS_LOTTERY_TRACEBACK=1` to see the traceback of a run's error).
 """
@@ -24,65 +26,9 @@ import sys
 import typing
 from collections.abc import Sequence
 
-from keras_lottery import pruners
-from keras_lottery.runner.config import (
-    CONTROLS,
-    DATASETS,
-    MODES,
-    MONITOR_MODES,
-    ON_DIVERGENCE,
-    OPTIMIZERS,
-    PRESETS,
-    SCOPES,
-    STRATEGIES,
-    LotteryConfig,
-)
-
-_CHOICES = {
-    "dataset": DATASETS, "mode": MODES, "scope": tuple(SCOPES), "optimizer": OPTIMIZERS,
-    "strategy": STRATEGIES, "monitor_mode": MONITOR_MODES, "on_divergence": ON_DIVERGENCE,
-    "pruner": tuple(pruners.PRUNERS),
-}
-_HIDDEN = ("architecture",)  # set by the search, not by hand
-_HELP = {
-    "model": "a preset architecture (lenet300, conv2, conv4, conv6, vgg19, resnet20) or your "
-             "own: module:function returning a compiled Keras model",
-    "data": "with --model module:function: module:function returning (train, validation) or "
-            "(train, validation, test), each a tf.data.Dataset of (inputs, targets) batches "
-            "or a NumPy (x, y) pair",
-    "monitor": "evaluation key early stopping follows, e.g. val_loss, val_auc",
-    "monitor_mode": "min, max, or auto (max for accuracy/auc/precision/recall-like keys)",
-    "on_divergence": "continue (a NaN/inf branch is recorded as diverged, the run goes on) "
-                     "or stop",
-    "sparsities": "targets of --mode oneshot / gradual, percent of weights REMAINING, "
-                  "e.g. 50,20,10",
-    "mode": "iterative (rounds of prune and rewind), oneshot (one network per --sparsities "
-            "target, masks made once) or gradual (one network per target, pruned while it "
-            "trains)",
-    "pruner": "the pruning method: " + "; ".join(
-        f"{name}: {text}" for name, text in pruners.describe().items())
-        + "; unset: magnitude, or gradual with --mode gradual",
-    "pruner_options": "the pruner's options, e.g. end=0.75,frequency=50 for gradual",
-    "rates": "per-layer pruning rates, e.g. output=0.1,conv1=0.1",
-    "ignore": "layers never pruned, e.g. output,stage2_block0_shortcut",
-    "controls": f"control branches per round, any of {','.join(CONTROLS)}",
-    "lr_milestones": "steps where the learning rate is multiplied by --lr-gamma, e.g. 20000,25000",
-    "data_dir": "directory with dataset files (IDX / CIFAR batches), searched first",
-    "name": "run directory name (default: model_dataset_mode_<config hash>)",
-    "classes": "keep only these classes, relabelled 0..k-1, e.g. 0,1,2,3,4",
-    "masks_from": "RUN_DIR:ROUND whose masks and rewind point round 1 trains (ticket transfer)",
-    "eb_every": "draw the Early-Bird mask every this many dense steps (0 = off)",
-    "eb_stop": "stop the dense round at the Early-Bird step and prune there",
-    "verbose": "0 silent, 1 progress bars, 2 one line per round",
-    "test_curves": "true: evaluate test and the train subset at every evaluation (their "
-                   "TensorBoard curves); false: only at the early-stop and last steps, "
-                   "same table",
-    "rewind_step": "0 (θ0), k (late rewinding to step k) or auto (the smallest stable "
-                   "--rewind-candidates step)",
-    "rewind_candidates": "steps --rewind-step auto tries, e.g. 0,100,250,500,1000",
-    "stability_threshold": "largest validation error barrier (percentage points) counted as "
-                           "stable",
-}
+from keras_lottery.runner import settings
+from keras_lottery.runner.config import LotteryConfig, is_import_path
+from keras_lottery.runner.presets import DATASETS, PRESETS, PresetConfig
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -164,16 +110,19 @@ def _parse_bool(text: str) -> bool:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    hints = typing.get_type_hints(LotteryConfig)
-    for field in dataclasses.fields(LotteryConfig):
-        if field.name in _HIDDEN:
+    """One flag per setting of `PresetConfig` (the generic settings and the
+    recipe), its type, choices and help read from the setting itself."""
+    hints = typing.get_type_hints(PresetConfig)
+    for field in dataclasses.fields(PresetConfig):
+        if not settings.flagged(field):
             continue
-        hint, kwargs = hints[field.name], {}
-        if field.name == "rates":
+        name, kwargs = field.name, {}
+        hint = hints[name]
+        if name == "rates":
             kwargs["type"] = _parse_rates
-        elif field.name == "pruner_options":
+        elif name == "pruner_options":
             kwargs["type"] = _parse_options
-        elif field.name == "rewind_step":
+        elif name == "rewind_step":
             kwargs["type"] = _parse_rewind_step
         elif typing.get_origin(hint) is tuple:
             kwargs["type"] = _parse_list(typing.get_args(hint)[0])
@@ -183,13 +132,14 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["type"] = hint
         else:
             kwargs["type"] = str
-        if field.name in _CHOICES:
-            kwargs["choices"] = _CHOICES[field.name]
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        help_text = _HELP.get(field.name, field.name.replace("_", " "))
+        choices = settings.choices_of(PresetConfig, name)
+        if choices is not None and typing.get_origin(hint) is not tuple:
+            kwargs["choices"] = choices
+        default = settings.default_of(field)
+        shown = "" if default is dataclasses.MISSING else f" (default: {default!r})"
         parser.add_argument(
-            _flag(field.name), dest=field.name, default=argparse.SUPPRESS,
-            metavar=field.name.upper(), help=f"{help_text} (default: {default!r})", **kwargs,
+            _flag(name), dest=name, default=argparse.SUPPRESS, metavar=name.upper(),
+            help=settings.help_of(PresetConfig, name) + shown, **kwargs,
         )
 
 
@@ -256,14 +206,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config_from_args(args: argparse.Namespace) -> LotteryConfig:
-    overrides = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(LotteryConfig)
-        if hasattr(args, f.name)
-    }
+    """The run's config: a preset's (`--preset`, or a preset architecture as
+    `--model`), or a model of your own's (`--model module:function`)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(PresetConfig)
+             if hasattr(args, f.name)}
     if args.preset:
-        return LotteryConfig.from_preset(args.preset, **overrides)
-    return LotteryConfig.from_dict(overrides)
+        return PresetConfig.from_preset(args.preset, **given)
+    if not is_import_path(given.get("model", "")):
+        return PresetConfig.from_dict(given)
+    recipe = [name for name in PresetConfig.recipe_settings() if name in given]
+    if recipe:
+        raise ValueError(
+            f"{recipe[0]} is part of a preset's recipe and does not apply to a model of "
+            "your own, which comes compiled with its own optimizer and brings its own "
+            f"data. Received: model={given['model']!r} with {recipe}"
+        )
+    return LotteryConfig.from_dict(given)
 
 
 def _fail(message: str) -> int:
@@ -275,7 +233,7 @@ def _flagged(error: ValueError) -> str:
     """Rewrites `field must...` config errors to name the `--field` flag."""
     text = str(error)
     first = text.split(" ", 1)[0].split("[", 1)[0]
-    if first in {f.name for f in dataclasses.fields(LotteryConfig)}:
+    if first in {f.name for f in dataclasses.fields(PresetConfig)}:
         return f"{_flag(first)}: {text}"
     return text
 
@@ -293,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(_flagged(error))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from keras_lottery.runner import commands
-    from keras_lottery.runner.data import DatasetNotFoundError
+    from keras_lottery.runner.presets.data import DatasetNotFoundError
     from keras_lottery.runner.distribute import WorkerFailedError
     from keras_lottery.runner.errors import BranchFailedError, DivergedError
     from keras_lottery.runner.lock import RunLockedError

@@ -1,4 +1,9 @@
-"""What the `keras-lottery` subcommands do, apart from parsing arguments."""
+"""What the `keras-lottery` subcommands do, apart from parsing arguments.
+
+This is where a run goes one of two ways: a `PresetConfig` through the
+presets (`find_ticket`), a `LotteryConfig` of a model of your own through
+`LotterySearch`.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from keras_lottery.runner import tensorboard
 from keras_lottery.runner.config import LotteryConfig
 from keras_lottery.runner.engine import LotteryResult
 from keras_lottery.runner.lock import run_lock
-from keras_lottery.runner.presets import find_ticket, preset_instability
+from keras_lottery.runner.presets import PresetConfig, find_ticket, preset_instability
 from keras_lottery.runner.rebuild import builder, import_object, load_ticket
 from keras_lottery.runner.rundir import RunDir, config_at
 from keras_lottery.runner.search import SEARCH_SETTINGS, LotterySearch
@@ -28,7 +33,7 @@ def run(config: LotteryConfig) -> LotteryResult:
     (`model="module:function"`, `data="module:function"`) through
     `LotterySearch`, with the data function's `(train, validation[, test])`.
     """
-    if config.is_preset_model:
+    if isinstance(config, PresetConfig):
         if config.verbose:
             print(f"run directory: {os.path.join(config.logdir, config.run_name)}")
         return find_ticket(config)
@@ -118,7 +123,7 @@ def instability(run_dir: str, round_index: int, rewind_steps: tuple[int, ...],
             `data`, or with others than the run's.
     """
     config = config_at(run_dir)
-    if config.is_preset_model:
+    if isinstance(config, PresetConfig):
         results = preset_instability(run_dir, round_index, rewind_steps, points)
     else:
         _check_named(config, model, data)
@@ -196,11 +201,11 @@ def deployment_inputs(run_dir: str, check: int = 1000, calibration: int = 500):
     model sees them (standardized), to check and calibrate exports on."""
     import numpy as np
 
-    from keras_lottery.runner import data as data_lib
-    from keras_lottery.runner.pipeline import normalizer
+    from keras_lottery.runner.presets import data as data_lib
+    from keras_lottery.runner.presets.pipeline import normalizer
 
     config = RunDir.load(run_dir).config
-    if not config.is_preset_model:
+    if not isinstance(config, PresetConfig):
         raise ValueError("export --format needs the run's data to check the files on; it "
                          "loads a preset's dataset. For a model of your own call "
                          "keras_lottery.deploy.export(model, path, format, x) from Python.")
@@ -238,6 +243,12 @@ def transfer(run_dir: str, round_index: int, dataset: str, classes: tuple[int, .
         The target run's `LotteryResult`.
     """
     source = RunDir.load(run_dir)
+    if not isinstance(source.config, PresetConfig):
+        raise ValueError(
+            f"transfer trains a preset run's ticket on another preset dataset; {run_dir} is a "
+            "run of a model of your own: train its ticket on your other data with "
+            f"LotterySearch(..., masks_from='{run_dir}:{round_index}', rounds=1). "
+            f"Received: run_dir={run_dir!r}")
     values = {
         **source.config.to_dict(), "dataset": dataset, "classes": tuple(classes),
         "masks_from": f"{run_dir.rstrip('/')}:{round_index}", "mode": "iterative",
@@ -246,7 +257,7 @@ def transfer(run_dir: str, round_index: int, dataset: str, classes: tuple[int, .
         "logdir": os.path.dirname(os.path.abspath(run_dir)),
         **overrides,
     }
-    return run(LotteryConfig.from_dict(values))
+    return run(PresetConfig.from_dict(values))
 
 
 def compare_scopes(config: LotteryConfig) -> dict[str, LotteryResult]:

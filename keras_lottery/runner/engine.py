@@ -158,17 +158,21 @@ class Engine:
         batches: n -> n training batches `(x, y)`, for pruners that score
             by gradients (SNIP, GraSP, RigL).
         loss: the training loss `(y_true, y_pred) -> scalar`, for them.
+        seeded: whether the model's builder is seeded, so that θ0 is
+            rebuilt bit for bit (the presets); otherwise θ0 is stored in
+            the run's `init.npz` and a resumed run reads it back.
 
-    θ0 is the model's weights as given, or for a model of your own the
-    run's stored `init.npz` once it has one.
+    θ0 is the model's weights as given, or the run's stored `init.npz`
+    once it has one (unless `seeded`).
     """
 
     def __init__(self, config: LotteryConfig, model: keras.Model, make_trainer: TrainerFactory,
                  run_dir: RunDir, chief: bool = True, metric: str | None = "accuracy",
                  agree: Callable[[int], None] | None = None,
                  batches: pruners.base.Batches | None = None,
-                 loss: Callable[[Any, Any], Any] | None = None):
+                 loss: Callable[[Any, Any], Any] | None = None, seeded: bool = False):
         self.config, self.model, self.make_trainer = config, model, make_trainer
+        self.seeded = seeded
         self.pruner = pruners.get(config.pruner_name, config.pruner_options)
         self.batches, self.loss = batches, loss
         self.run_dir, self.chief, self._metric = run_dir, chief, metric
@@ -209,10 +213,10 @@ class Engine:
                             seed=seed or branch_seed(config.seed, r), batches=self.batches,
                             loss=self.loss)
     def _initialization(self) -> WeightSnapshot:
-        """θ0: the built model's weights; for a model of your own, whose
-        builder need not be seeded, the run's stored `init.npz` once it has
-        one, so that a resumed run trains from the same θ0."""
-        if self.config.is_preset_model:  # seeded: rebuilt bit for bit
+        """θ0: the built model's weights; unless its builder is seeded, the
+        run's stored `init.npz` once it has one, so that a resumed run
+        trains from the same θ0."""
+        if self.seeded:  # rebuilt bit for bit
             return snapshot_weights(self.model)
         stored = self.run_dir.initialization()
         if stored is not None:

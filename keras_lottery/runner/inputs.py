@@ -207,7 +207,7 @@ def host_tensor(array: np.ndarray) -> Any:
     """A TensorFlow tensor of a NumPy array, sharing its memory where it can.
 
     `tf.constant` holds about twice the array's size (a copy and a
-    transient). An aligned, C-contiguous numeric array (`data.aligned`)
+    transient). An aligned, C-contiguous numeric array (`host_arrays.aligned`)
     becomes a tensor over the same memory through DLPack, no copy; another
     numeric array is first copied once into an aligned one. Other arrays
     (strings, objects) go through `tf.constant`. The tensor reads the
@@ -219,7 +219,7 @@ def host_tensor(array: np.ndarray) -> Any:
     """
     import tensorflow as tf
 
-    from keras_lottery.runner.data import aligned
+    from keras_lottery.runner.host_arrays import aligned
 
     array = np.asarray(array)
     if array.dtype.kind not in "biuf" or array.ndim == 0 or array.size == 0:

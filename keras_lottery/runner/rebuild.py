@@ -1,7 +1,7 @@
 """Rebuilding a run's model from its directory (report, export, transfer).
 
-A preset's model is rebuilt from the registry (it is seeded). A model of
-your own is loaded from the run's `model.keras` (saved at θ0 when Keras
+A preset's model is rebuilt from its registry (it is seeded: the
+config's `registered_builder`). A model of your own is loaded from the run's `model.keras` (saved at θ0 when Keras
 can serialize it) under Keras's safe mode, which deserializes no Python
 code. Opening a run directory never runs code from it: the builder a
 run's `config.json` names is imported only when the caller passes it
@@ -41,7 +41,7 @@ def import_object(path: str, what: str = "model") -> Any:
         ValueError: if the module or attribute cannot be found.
 
     Example:
-    >>> import_object("keras_lottery.runner.models:lenet300").__name__
+    >>> import_object("keras_lottery.runner.presets.models:lenet300").__name__
     'lenet300'
     """
     module_name, sep, attribute = path.partition(":")
@@ -83,11 +83,7 @@ def masked_model(run: RunDir, build: Callable[[], keras.Model] | None = None) ->
             run's `model.keras` nor built by `build` (what to do is said).
     """
     config = run.config
-    if config.is_preset_model:
-        from keras_lottery.runner.presets import preset_model
-
-        info = run.data_info
-        return preset_model(config, info["input_shape"], info["num_classes"])
+    build = build or config.registered_builder(run)
     if build is not None:
         return build()
     saved = os.path.join(run.path, "model.keras")
@@ -122,7 +118,7 @@ def builder(path: str, ignore: tuple[str, ...] = ()) -> Callable[[], keras.Model
         A function making the builder's model, wrapped for pruning.
 
     Example:
-    >>> build = builder("keras_lottery.runner.models:lenet300")
+    >>> build = builder("keras_lottery.runner.presets.models:lenet300")
     """
     return lambda: prunable(import_object(path)(), ignore=ignore)
 

@@ -11,7 +11,9 @@ hash-named and resumable run directories, TensorBoard, divergence handling,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import inspect
 import json
 import os
 import warnings
@@ -29,16 +31,17 @@ from keras_lottery.runner.lock import run_lock
 from keras_lottery.runner.fit_trainer import FitTrainer
 from keras_lottery.runner.inputs import SearchData
 from keras_lottery.runner.rundir import RunDir
+from keras_lottery.runner.settings import insert_arguments, keyword_parameters
 
 ModelSource = Callable[[], keras.Model] | keras.Model
 
-# LotterySearch arguments that are LotteryConfig fields of the same name.
-SEARCH_SETTINGS = ("mode", "pruner", "pruner_options", "rounds", "prune_fraction", "sparsities", "scope", "granularity",
-                   "rates", "ignore",
-                   "rewind_step", "rewind_candidates", "stability_threshold", "stability_points",
-                   "controls", "monitor", "monitor_mode", "on_divergence",
-                   "eb_every", "eb_threshold", "eb_window", "eb_stop", "masks_from", "seed",
-                   "logdir", "name", "checkpoint_every", "verbose", "test_curves")
+# The settings of `LotteryConfig` that `fit` (its data, steps, batches) or
+# the search itself (the model's identity, the strategy) sets.
+_NOT_SEARCH_SETTINGS = ("model", "data", "architecture", "steps", "eval_every", "batch_size",
+                        "strategy")
+# `LotterySearch`'s settings: the other settings of `LotteryConfig`.
+SEARCH_SETTINGS = tuple(f.name for f in dataclasses.fields(LotteryConfig)
+                        if f.name not in _NOT_SEARCH_SETTINGS)
 
 
 def model_identity(model: ModelSource) -> str:
@@ -105,48 +108,10 @@ class LotterySearch:
             instance, whose current weights are θ0. Every branch trains
             with a fresh optimizer built from the compiled one's config and
             with the model's own loss and metrics.
-        rounds: pruning rounds after the dense round (iterative mode).
-        prune_fraction: share of the remaining weights pruned per round.
-        mode: `"iterative"`, `"oneshot"` or `"gradual"` (the last two with
-            `sparsities`, percents of weights remaining; see `LotteryConfig`).
-        pruner: the pruning method, a key of `keras_lottery.pruners.PRUNERS`
-            (default: `"magnitude"`, or `"gradual"` for `mode="gradual"`).
-        pruner_options: the pruner's options, e.g. `{"end": 0.75}`.
-        sparsities: targets of the oneshot and gradual modes, e.g. `(50, 20, 10)`.
-        scope: `"global"` or `"layerwise"`.
-        granularity: `"weight"`, `"unit"` (whole Dense units / Conv filters)
-            or `"N:M"` such as `"2:4"` (see `keras_lottery.GRANULARITIES`).
-        rates: layer name -> own per-round rate (e.g. `{"output": 0.1}`).
-        ignore: layer names never pruned.
-        rewind_step: 0 rewinds to θ0; k > 0 to the weights after k steps;
-            `"auto"` to the smallest of `rewind_candidates` at which the dense
-            network is stable to SGD noise (`runner.instability`).
-        rewind_candidates: the steps `rewind_step="auto"` tries.
-        stability_threshold: the largest validation error barrier, in
-            percentage points, that counts as stable (2 by default).
-        stability_points: points along the path the analysis evaluates.
-        controls: any of `keras_lottery.CONTROLS` (`"random_reinit"`,
-            `"random_prune"`, `"lr_rewind"`).
-        monitor: the evaluation key early stopping follows (`"val_loss"`,
-            `"val_auc"`, `"test_accuracy"`...).
-        monitor_mode: `"auto"`, `"min"` or `"max"`.
-        on_divergence: `"continue"` or `"stop"` when a branch's loss
-            becomes NaN or infinite (see `LotteryConfig`).
-        eb_every, eb_threshold, eb_window, eb_stop: Early-Bird detection
-            during the dense round (You et al. 2020).
-        masks_from: `"RUN_DIR:ROUND"` to train another run's ticket.
-        seed: seed of the NumPy data order and the controls.
-        logdir: parent directory of run directories.
-        name: run directory name (default: builder_data_mode_hash).
         strategy: None (one device), `"mirrored"` or a
             `tf.distribute.MirroredStrategy` instance.
-        checkpoint_every: mid-branch checkpoint interval in steps.
-        verbose: 0 silent, 1 progress bars and round lines, 2 round lines.
-        test_curves: evaluate the test split at every evaluation (per-step
-            test curves in TensorBoard, `test_*` in your callbacks' epoch
-            logs); by default only the monitored split is, and test only at
-            the early-stop and last steps, which gives the same metrics.
-
+        **settings: the search's settings, each a `LotteryConfig` setting of
+            the same name and default:
     Example:
     >>> search = LotterySearch(build_model, rounds=3, controls=("random_reinit",))
     >>> result = search.fit((x, y), validation_data=(x_val, y_val), steps=2000,
@@ -155,37 +120,32 @@ class LotterySearch:
     >>> ticket = result.ticket(round=3)
     """
 
-    def __init__(self, model: ModelSource, *, rounds: int = 5, prune_fraction: float = 0.2,
-                 mode: str = "iterative", pruner: str | None = None,
-                 pruner_options: dict[str, Any] | None = None,
-                 sparsities: Sequence[float] = (),
-                 scope: str = "global", granularity: str = "weight",
-                 rates: dict[str, float] | None = None,
-                 ignore: Sequence[str] = (), rewind_step: int | str = 0,
-                 rewind_candidates: Sequence[int] = (0, 100, 250, 500, 1000, 2000),
-                 stability_threshold: float = 2.0, stability_points: int = 30,
-                 controls: Sequence[str] = (), monitor: str = "val_loss",
-                 monitor_mode: str = "auto", on_divergence: str = "continue",
-                 eb_every: int = 0, eb_threshold: float = 0.1, eb_window: int = 5,
-                 eb_stop: bool = False, masks_from: str | None = None, seed: int = 0,
-                 logdir: str = "runs", name: str | None = None, strategy: Any = None,
-                 checkpoint_every: int = 1000, verbose: int = 1, test_curves: bool = False):
+    def __init__(self, model: ModelSource, *, strategy: Any = None, **settings: Any):
         if not (callable(model) or isinstance(model, keras.Model)):
             raise ValueError(
                 "model must be a function returning a compiled keras.Model, or a compiled "
                 f"keras.Model. Received: model of type {type(model).__name__}"
             )
+        unknown = sorted(set(settings).difference(SEARCH_SETTINGS))
+        if unknown:
+            where = [name for name in unknown if name in _NOT_SEARCH_SETTINGS]
+            raise ValueError(
+                f"LotterySearch got unknown settings {unknown}"
+                + (f" ({where} are given to fit() or set by the search)" if where else "")
+                + f". Accepted: {sorted(SEARCH_SETTINGS)}")
         self.model = model
         self.strategy = strategy
-        values = dict(locals())
-        settings = {k: values[k] for k in SEARCH_SETTINGS}
-        settings["rates"] = dict(rates or {})
-        settings["pruner_options"] = dict(pruner_options or {})
+        for name in ("rates", "pruner_options"):  # None as for the Keras-style {} default
+            if settings.get(name, {}) is None:
+                settings[name] = {}
+        defaults = {f.name: f.default for f in dataclasses.fields(LotteryConfig)}
+        steps = _steps_to_validate(settings.get("rewind_step", defaults["rewind_step"]),
+                                   settings.get("rewind_candidates",
+                                                defaults["rewind_candidates"]))
         # Validated now, so a bad argument fails before any data is read;
         # the steps and the data's identity come with `fit`.
         self._config = LotteryConfig(model=model_identity(model), data="python:data",
-                                     steps=_steps_to_validate(rewind_step, rewind_candidates),
-                                     **settings)
+                                     steps=steps, **settings)
 
     def fit(self, train: Any, validation_data: Any = None, test_data: Any = None, *,
             steps: int, eval_every: int = 100, batch_size: int | None = 32,
@@ -370,6 +330,12 @@ class LotterySearch:
     def _ticket_model(self, strategy, data: SearchData) -> keras.Model:
         model, _ = self._masked_model(strategy, data)
         return model
+
+
+LotterySearch.__doc__ = insert_arguments(LotterySearch.__doc__, LotteryConfig, SEARCH_SETTINGS)
+LotterySearch.__init__.__signature__ = inspect.Signature([
+    *list(inspect.signature(LotterySearch.__init__).parameters.values())[:3],
+    *keyword_parameters(LotteryConfig, SEARCH_SETTINGS)])
 
 
 def _loss(compile_args: dict[str, Any]) -> Callable[[Any, Any], Any] | None:

@@ -225,7 +225,7 @@ def test_instability_of_a_round_on_this_backend(run):
 def test_presets_on_another_backend_are_refused_saying_what_to_use_instead(tmp_path):
     from keras_lottery.runner.presets import preset_engine
 
-    config = kl.LotteryConfig.from_preset("lenet300", dataset="fashion_mnist", steps=10,
+    config = kl.PresetConfig.from_preset("lenet300", dataset="fashion_mnist", steps=10,
                                           rounds=1, logdir=str(tmp_path))
     with pytest.raises(ValueError, match=r"needs the TensorFlow backend .*Received: backend "
                                          rf"'{keras.backend.backend()}'.*LotterySearch"):

@@ -30,9 +30,9 @@ SCRIPT = textwrap.dedent("""
             raise AssertionError(f"{what}: no error")
 
     fails("tf.distribute strategies", lambda: kl.make_strategy("mirrored"))
-    config = kl.LotteryConfig.from_preset("lenet300", dataset="fashion_mnist", steps=10, rounds=1)
+    config = kl.PresetConfig.from_preset("lenet300", dataset="fashion_mnist", steps=10, rounds=1)
     fails("The presets' driver", lambda: kl.find_ticket(config))
-    fails("The presets' driver", lambda: __import__("keras_lottery.runner.pipeline"))
+    fails("The presets' driver", lambda: __import__("keras_lottery.runner.presets.pipeline"))
     model = kl.prunable(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
     fails("SavedModel export", lambda: kl.save_ticket(model, sys.argv[1] + "/savedmodel"))
     try:

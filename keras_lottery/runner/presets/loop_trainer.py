@@ -26,13 +26,14 @@ import numpy as np
 
 from keras_lottery.compat import import_tensorflow
 from keras_lottery.rewind import WeightSnapshot
-from keras_lottery.runner import pipeline
+from keras_lottery.runner.presets import pipeline
 from keras_lottery.runner import divergence
 from keras_lottery.runner.checkpoint import BranchState
 from keras_lottery.runner.config import LotteryConfig
 from keras_lottery.runner.distribute import peer_failures_reported
 from keras_lottery.runner.evaluation import SplitSchedule
 from keras_lottery.runner.inputs import host_tensor
+from keras_lottery.runner.presets import pipeline
 
 tf = import_tensorflow("The presets' driver (find_ticket, keras-lottery run --preset)")
 
@@ -152,7 +153,7 @@ class Splits:
 
     @classmethod
     def from_dataset(cls, data, train_eval_examples: int) -> Splits:
-        """Splits from a `keras_lottery.runner.data.Dataset`; the train-eval subset
+        """Splits from a `keras_lottery.runner.presets.data.Dataset`; the train-eval subset
         is the first `train_eval_examples` training examples."""
         evals = {"val": (data.x_val, data.y_val), "test": (data.x_test, data.y_test)}
         if train_eval_examples:

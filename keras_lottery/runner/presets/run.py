@@ -1,8 +1,8 @@
-"""The presets: the paper's architectures on its datasets, through the engine.
+"""Running a preset: the paper's architectures on its datasets, through the engine.
 
-A preset is a registered pair of a model (`runner.models.ARCHITECTURES`)
-and a dataset (`runner.data`) with the paper's hyperparameters
-(`runner.config.PRESETS`). It trains through `LoopTrainer`, the custom
+A preset is a registered pair of a model (`presets.models.ARCHITECTURES`)
+and a dataset (`presets.data`) with the paper's hyperparameters
+(`presets.recipes.PRESETS`). It trains through `LoopTrainer`, the custom
 `tf.distribute` loop that also runs under MultiWorkerMirroredStrategy,
 and otherwise goes through the same `Engine` as a model of your own.
 """
@@ -14,25 +14,16 @@ from typing import Any
 
 import keras
 
-from keras_lottery.masking import prunable
-from keras_lottery.runner import data as data_lib
-from keras_lottery.runner import models
-from keras_lottery.runner.config import LotteryConfig
-from keras_lottery.runner.distribute import check_workers_agree, is_chief, make_strategy
 from keras_lottery.runner import instability
+from keras_lottery.runner.distribute import check_workers_agree, is_chief, make_strategy
 from keras_lottery.runner.engine import Engine, LotteryResult
 from keras_lottery.runner.lock import run_lock
+from keras_lottery.runner.presets import data as data_lib
+from keras_lottery.runner.presets.config import PresetConfig
 from keras_lottery.runner.rundir import RunDir, config_at
 
 
-def preset_model(config: LotteryConfig, input_shape, num_classes: int) -> keras.Model:
-    """The preset's masked model at θ0 (seeded: the same on every call)."""
-    base = models.build(config.model, tuple(input_shape), num_classes,
-                        seed=config.seed, dropout=config.dropout)
-    return prunable(base, ignore=config.ignore)
-
-
-def find_ticket(config: LotteryConfig, data: data_lib.Dataset | None = None) -> LotteryResult:
+def find_ticket(config: PresetConfig, data: data_lib.Dataset | None = None) -> LotteryResult:
     """Runs the lottery procedure that a preset config describes.
 
     Completed branches found in the run directory are reused and an
@@ -40,23 +31,23 @@ def find_ticket(config: LotteryConfig, data: data_lib.Dataset | None = None) -> 
     again after a crash (or with more rounds) resumes the run.
 
     Args:
-        config: the run's configuration (`LotteryConfig.from_preset(...)`).
+        config: the run's configuration (`PresetConfig.from_preset(...)`).
         data: the dataset; default `keras_lottery.data.load(config.dataset)`.
 
     Returns:
         A `LotteryResult`.
 
     Example:
-    >>> config = LotteryConfig.from_preset("lenet300", dataset="fashion_mnist",
+    >>> config = PresetConfig.from_preset("lenet300", dataset="fashion_mnist",
     ...                                    steps=2000, rounds=3)
     >>> print(find_ticket(config).table())
     """
-    if not config.is_preset_model:
+    if not isinstance(config, PresetConfig):
         raise ValueError(
             f"find_ticket runs the presets; for model={config.model!r} use "
             "keras_lottery.LotterySearch (or `keras-lottery run --model ... --data ...`)."
         )
-    from keras_lottery.runner.loop_trainer import LoopTrainer  # noqa: F401 (TensorFlow)
+    from keras_lottery.runner.presets.loop_trainer import LoopTrainer  # noqa: F401 (TensorFlow)
 
     strategy = make_strategy(config.strategy)
     with run_lock(config, is_chief(strategy)):
@@ -66,7 +57,7 @@ def find_ticket(config: LotteryConfig, data: data_lib.Dataset | None = None) -> 
     return result
 
 
-def preset_engine(config: LotteryConfig, data: data_lib.Dataset | None = None, strategy=None):
+def preset_engine(config: PresetConfig, data: data_lib.Dataset | None = None, strategy=None):
     """The engine of a preset run, ready to `run()` (the caller holds the lock).
 
     Args:
@@ -84,10 +75,10 @@ def preset_engine(config: LotteryConfig, data: data_lib.Dataset | None = None, s
             f"backend (KERAS_BACKEND=tensorflow). Received: backend "
             f"{keras.backend.backend()!r}. On this backend, search a preset's architecture "
             "as a model of your own: keras_lottery.LotterySearch with a builder around "
-            "keras_lottery.runner.models.build(...), compiled."
+            "keras_lottery.runner.presets.models.build(...), compiled."
         )
-    from keras_lottery.runner import pipeline
-    from keras_lottery.runner.loop_trainer import LoopTrainer, Splits
+    from keras_lottery.runner.presets import pipeline
+    from keras_lottery.runner.presets.loop_trainer import LoopTrainer, Splits
 
     strategy = strategy if strategy is not None else make_strategy(config.strategy)
     chief = is_chief(strategy)
@@ -101,7 +92,7 @@ def preset_engine(config: LotteryConfig, data: data_lib.Dataset | None = None, s
         "source": data.source,
     })
     with strategy.scope():
-        model = preset_model(config, data.input_shape, data.num_classes)
+        model = config.masked_model(data.input_shape, data.num_classes)
 
     compiled: dict = {}  # the traced step functions, shared by the branches
 
@@ -119,8 +110,8 @@ def preset_engine(config: LotteryConfig, data: data_lib.Dataset | None = None, s
 
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     engine = Engine(config, model, make_trainer, run_dir, chief=chief, agree=agree,
-                    batches=batches, loss=loss)
-    return engine, lambda: preset_model(config, data.input_shape, data.num_classes)
+                    batches=batches, loss=loss, seeded=True)
+    return engine, lambda: config.masked_model(data.input_shape, data.num_classes)
 
 
 def preset_instability(run_dir: str, round_index: int, rewind_steps: Sequence[int],
@@ -143,7 +134,7 @@ def preset_instability(run_dir: str, round_index: int, rewind_steps: Sequence[in
     >>> [r["instability"]["test"] for r in results]
     """
     config = config_at(run_dir)  # where the run is now, wherever it was made
-    if not config.is_preset_model:
+    if not isinstance(config, PresetConfig):
         raise ValueError(f"preset_instability needs a preset run; {run_dir} holds model="
                          f"{config.model!r}. Received: run_dir={run_dir!r}")
     with run_lock(config):

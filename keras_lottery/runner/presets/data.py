@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_lottery.runner.host_arrays import aligned_take
+
 SPLIT_SEED = 0  # seed of the fixed train/validation permutation
 _NETWORK_TIMEOUT = 3.0  # seconds to wait for the download host
 _TFDS_BATCH = 10_000  # examples per batch read from tensorflow-datasets
@@ -230,54 +232,6 @@ def load(
         source=source,
         classes=tuple(range(spec.num_classes)) if keep is None else keep,
     )
-
-
-# TensorFlow's CPU tensors need their data 64-byte aligned (EIGEN_MAX_ALIGN_BYTES);
-# an aligned, C-contiguous NumPy array becomes a tensor without a copy
-# (`inputs.host_tensor`), which `tf.constant` makes two of.
-ALIGNMENT = 64
-
-
-def aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """An uninitialized C-contiguous array whose data starts at a multiple
-    of `ALIGNMENT` bytes.
-
-    Example:
-    >>> aligned_empty((3, 5), np.uint8).ctypes.data % ALIGNMENT
-    0
-    """
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    buffer = np.empty(nbytes + ALIGNMENT, np.uint8)
-    offset = -buffer.ctypes.data % ALIGNMENT
-    return buffer[offset:offset + nbytes].view(dtype).reshape(shape)
-
-
-def is_aligned(array: np.ndarray) -> bool:
-    """Whether `array` is C-contiguous and starts at a multiple of `ALIGNMENT`."""
-    return bool(array.flags.c_contiguous) and array.ctypes.data % ALIGNMENT == 0
-
-
-def aligned_take(array: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """`array[index]` (along the first axis) in an aligned array (`aligned_empty`).
-
-    Example:
-    >>> aligned_take(np.arange(6).reshape(3, 2), np.array([2, 0])).tolist()
-    [[4, 5], [0, 1]]
-    """
-    out = aligned_empty((len(index), *array.shape[1:]), array.dtype)
-    np.take(array, index, axis=0, out=out)
-    return out
-
-
-def aligned(array: np.ndarray) -> np.ndarray:
-    """`array` itself if it `is_aligned`, else an aligned copy."""
-    array = np.asarray(array)
-    if is_aligned(array):
-        return array
-    out = aligned_empty(array.shape, array.dtype)
-    np.copyto(out, array)
-    return out
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
