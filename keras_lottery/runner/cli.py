@@ -135,12 +135,14 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         choices = settings.choices_of(PresetConfig, name)
         if choices is not None and typing.get_origin(hint) is not tuple:
             kwargs["choices"] = choices
+        text = settings.help_of(PresetConfig, name)
+        if choices and not all(str(c) in text for c in choices):
+            text += f"; one of {', '.join(map(str, choices))}"
         default = settings.default_of(field)
-        shown = "" if default is dataclasses.MISSING else f" (default: {default!r})"
-        parser.add_argument(
-            _flag(name), dest=name, default=argparse.SUPPRESS, metavar=name.upper(),
-            help=settings.help_of(PresetConfig, name) + shown, **kwargs,
-        )
+        if default is not dataclasses.MISSING:
+            text += f" (default: {default!r})"
+        parser.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS,
+                            metavar=name.upper(), help=text, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
