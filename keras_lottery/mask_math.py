@@ -606,6 +606,17 @@ def _kth_smallest_magnitude(
     return threshold, k - below
 
 
+class EmptiedKernelError(ValueError):
+    """Pruning would remove every weight of some kernels (`keys`)."""
+
+    def __init__(self, keys: list[str], why: str = ""):
+        super().__init__(
+            f"Pruning would remove every weight of {keys}.{' ' + why if why else ''} Lower "
+            "the fraction, give those layers a smaller rate, or ignore them."
+        )
+        self.keys = keys
+
+
 def _finish(
     new: dict[str, np.ndarray],
     alive: dict[str, np.ndarray],
@@ -615,10 +626,7 @@ def _finish(
     emptied = [n for n in weights
                if (alive[n] is None or alive[n].any()) and not new[n].any()]
     if emptied:
-        raise ValueError(
-            f"Pruning would remove every weight of {emptied}. Lower the "
-            "fraction, give those layers a smaller rate, or ignore them."
-        )
+        raise EmptiedKernelError(emptied)
     return {name: new[name] for name in weights}
 
 

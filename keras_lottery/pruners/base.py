@@ -234,9 +234,18 @@ def masks_from_scores(scores: Mapping[str, np.ndarray],
     missing = sorted(set(current).difference(scores))
     if missing:
         raise ValueError(f"scores lack the masked weights {missing}.")
-    return mask_math.magnitude_masks(
-        ranks({k: scores[k] for k in current}), current, request.fraction,
-        dict(request.rates), scope=request.scope, granularity=request.granularity)
+    try:
+        return mask_math.magnitude_masks(
+            ranks({k: scores[k] for k in current}), current, request.fraction,
+            dict(request.rates), scope=request.scope, granularity=request.granularity)
+    except mask_math.EmptiedKernelError as error:
+        unscored = [k for k in error.keys if not np.any(scores[k])]
+        why = (f" Every score of {unscored} is 0: no gradient reaches them (attention "
+               "queries and keys get none from a constant input, as SynFlow's is)."
+               if unscored else "")
+        raise mask_math.EmptiedKernelError(error.keys, (
+            "Their scores rank below every other kernel's (layer collapse, Tanaka et al. "
+            f"2020).{why} With scope='layerwise' each kernel keeps its share.")) from None
 
 
 def ranks(scores: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

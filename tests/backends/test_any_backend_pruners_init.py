@@ -490,3 +490,18 @@ def test_synflow_runs_in_float64_for_a_model_built_in_float64():
                                    k * np.outer(forward[i], backward[i + 1]), rtol=1e-9)
     masks = pruners.get("synflow", {"iterations": 4}).masks(PruneRequest(model, 0.5))
     assert sum(int(m.size - m.sum()) for m in masks.values()) == 96
+
+
+def test_a_kernel_scored_zero_everywhere_is_named_as_layer_collapse():
+    # SynFlow's constant input gives attention queries and keys no gradient,
+    # so every score of theirs is 0 and a global ranking removes them whole.
+    model = kl.prunable(keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="a"),
+                                          keras.layers.Dense(2, name="b")]))
+    scores = {k: np.zeros(m.shape) if k.startswith("a") else np.ones(m.shape)
+              for k, m in get_masks(model).items()}
+    with pytest.raises(mask_math.EmptiedKernelError,
+                       match=r"every weight of \['a/kernel'\].*layer collapse.*Every score of "
+                             r"\['a/kernel'\] is 0.*scope='layerwise'"):
+        masks_from_scores(scores, request(model, 0.7))
+    kept = masks_from_scores(scores, request(model, 0.7, scope="layerwise"))
+    assert kept["a/kernel"].sum() == 4 and kept["b/kernel"].sum() == 2
