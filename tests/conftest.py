@@ -29,7 +29,8 @@ if tf is not None:
 # Without TensorFlow the other test files (which import it or run the
 # presets' TensorFlow driver) are not collected: the TensorFlow suite runs them.
 BACKEND_INDEPENDENT_FILES = ("test_masks.py", "test_files.py", "test_lock.py", "test_reports.py",
-                             "test_rewind.py", "test_tfmot_api.py")
+                             "test_rewind.py", "test_tfmot_api.py", "test_config.py",
+                             "test_settings.py", "test_trainer.py", "test_fit_trainer.py")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if tf is None:
     collect_ignore = sorted(

@@ -1,12 +1,22 @@
-"""When a branch has diverged: one rule for both trainers.
+"""When a branch has diverged: one rule for every trainer.
 
-A branch diverges when, at an evaluation, a loss is NaN or infinite *or*
-any weight is. The second matters: on TensorFlow's CPU kernels ReLU maps
-NaN to 0, so one NaN in the training inputs makes every weight NaN after
-one step while the loss stays finite (about ln(classes)). Both
-`FitTrainer` and `LoopTrainer` call `cause` at every evaluation with the
-weights they would keep as the last finite ones, and keep them only when
-it returns None.
+A branch diverges at the first training step whose loss is NaN or
+infinite (the running mean of the interval, checked after every step), or
+at the first evaluation where the monitored split's loss is, or any weight
+is. The first such step is kept (`Trainer.diverged_at`) and training stops
+there; the weights of the last evaluation before it are kept as the last
+finite ones.
+
+Which losses count (`counted_losses`): the training loss and the loss of
+the split early stopping monitors (`val_loss` by default), the losses
+that steer training. The test split's never counts: it must not change
+what a branch trains to, and whether it is evaluated at every evaluation
+(`test_curves`) must not change the outcome either.
+
+The weights matter as well as the losses: on TensorFlow's CPU kernels ReLU
+maps NaN to 0, so one NaN in the training inputs makes every weight NaN
+after one step while the loss stays finite (about ln(classes)).
+`runner.trainer.Trainer` applies the rule.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from keras_lottery.rewind import WeightSnapshot, snapshot_weights
+from keras_lottery.rewind import WeightSnapshot
 from keras_lottery.runner.early_stop import is_finite
 
 
@@ -43,8 +53,8 @@ def cause(record: Mapping[str, float], snapshot: WeightSnapshot,
     Args:
         record: the evaluation record.
         snapshot: the model's weights at that evaluation.
-        losses: the keys of `record` that must be finite (the losses
-            measured at this evaluation).
+        losses: the keys of `record` that must be finite
+            (`counted_losses`).
 
     Returns:
         A sentence naming what became non-finite, or None.
@@ -76,25 +86,21 @@ def loss_cause(value: float) -> str:
     return f"the training loss became NaN or infinite (loss={value})"
 
 
-def track(trainer, record: Mapping[str, float], losses: Iterable[str]) -> None:
-    """Applies the rule after an evaluation, for either trainer.
-
-    Until the branch has diverged, checks `record` and the trainer's model
-    weights: on the first divergence sets `trainer.diverged_at` (that step,
-    kept) and `trainer.divergence` (its cause); otherwise the weights become
-    `trainer.last_finite`.
+def counted_losses(monitored_split: str | None, trained: bool) -> list[str]:
+    """The keys of an evaluation record that must be finite.
 
     Args:
-        trainer: a `FitTrainer` or `LoopTrainer` (`model`, `step`,
-            `diverged_at`, `divergence`, `last_finite`).
-        record: the evaluation record.
-        losses: the keys of `record` measured at this evaluation.
+        monitored_split: the split early stopping monitors
+            (`evaluation.monitored_split`), or None.
+        trained: whether the record has measured training metrics (not
+            the record before training).
+
+    Returns:
+        `train_loss` (if trained) and `<monitored_split>_loss`.
+
+    Example:
+    >>> counted_losses("val", trained=True)
+    ['train_loss', 'val_loss']
     """
-    if trainer.diverged_at is not None:
-        return
-    snapshot = snapshot_weights(trainer.model, step=trainer.step)
-    trainer.divergence = cause(record, snapshot, losses)
-    if trainer.divergence is not None:
-        trainer.diverged_at = trainer.step
-    else:
-        trainer.last_finite = snapshot
+    return (["train_loss"] if trained else []) + (
+        [f"{monitored_split}_loss"] if monitored_split is not None else [])

@@ -8,11 +8,12 @@ one-shot mode), resets the survivors to the rewind point and trains again
 with a fresh optimizer. Each control (`runner.branches.CONTROLS`) is a
 separate branch on the same round's mask; branches never feed later rounds.
 
-What trains a branch is a *trainer* made by the caller: `FitTrainer`
+What trains a branch is a *trainer* (`runner.trainer.Trainer`: its state,
+evaluation records and divergence rule) made by the caller: `FitTrainer`
 (`model.fit`, any model, any backend) for a model of your own,
 `LoopTrainer` (a custom `tf.distribute` loop) for the presets. Everything
 else (masks, rewinding, controls, Early-Bird, the run directory, resume,
-TensorBoard, divergence) is here, once.
+TensorBoard, what a divergence does to the run) is here, once.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import keras
 import numpy as np
@@ -49,39 +50,7 @@ from keras_lottery.runner.errors import DivergedError
 from keras_lottery.runner.reports import table
 from keras_lottery.runner.rundir import RunDir, round_ticket
 from keras_lottery.runner.tensorboard import BranchLog, write_run_summary
-
-
-class Trainer(Protocol):
-    """Trains one branch; made by the caller's `TrainerFactory`.
-
-    `run` trains from `step` to the config's `steps`, evaluating every
-    `eval_every` steps (and at the start and the end) and returns the
-    evaluation history; `evaluate` gives the model's metrics on every
-    evaluation split now; `reseed` sets the training data order (extra
-    branches such as the instability copies); `diverged_at` is the step
-    where the loss or the weights became non-finite (None if they did
-    not; `runner.divergence` is the rule), `divergence` says which, and
-    `last_finite` holds the weights at the last evaluation before that;
-    `count_from` restricts early stopping to evaluations from a step on.
-    """
-
-    step: int
-    diverged_at: int | None
-    divergence: str | None
-    last_finite: WeightSnapshot | None
-    steps_per_second: float
-
-    def run(self, on_eval, on_checkpoint, at_step, on_progress) -> list[dict[str, float]]: ...
-
-    def state(self) -> BranchState: ...
-
-    def restore(self, state: BranchState) -> None: ...
-
-    def evaluate(self) -> dict[str, float]: ...
-
-    def reseed(self, seed: int) -> None: ...
-
-    def count_from(self, step: int) -> None: ...
+from keras_lottery.runner.trainer import Trainer
 
 
 TrainerFactory = Callable[[int, str], Trainer]

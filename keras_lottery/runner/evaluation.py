@@ -56,12 +56,22 @@ class SplitSchedule:
     def __init__(self, splits: Sequence[str], monitor: str, maximize: bool,
                  every_time: bool = False):
         self.splits = tuple(splits)
-        monitored = monitored_split(monitor, self.splits)
-        self.each = self.splits if every_time or monitored is None else (monitored,)
+        self.monitored = monitored_split(monitor, self.splits)
+        self.each = self.splits if every_time or self.monitored is None else (self.monitored,)
         self.monitor, self.maximize = monitor, maximize
         self.from_step = 0  # earlier records are not candidates (`count_from`)
         self.best: Record | None = None  # the record early stopping would pick so far
         self._weights: WeightSnapshot | None = None  # its weights, while it lacks splits
+
+    def metric(self, key: str) -> str:
+        """The metric a record's key names, without its split.
+
+        Example:
+        >>> SplitSchedule(["val", "train_eval"], "val_loss", False).metric("train_eval_loss")
+        'loss'
+        """
+        split = monitored_split(key, self.splits)
+        return key[len(split) + 1:] if split is not None else key
 
     def lacking(self, record: Record) -> tuple[str, ...]:
         """The splits `record` has no values of."""

@@ -17,20 +17,16 @@ import dataclasses
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import keras
 import numpy as np
 
 from keras_lottery import compat
-from keras_lottery.rewind import WeightSnapshot
-from keras_lottery.runner import divergence
-from keras_lottery.runner.checkpoint import BranchState
-from keras_lottery.runner.early_stop import is_finite
 from keras_lottery.runner.errors import BranchFailedError, MonitorError
-from keras_lottery.runner.evaluation import SplitSchedule
 from keras_lottery.runner.inputs import SearchData
+from keras_lottery.runner.trainer import Trainer
 
 
 @keras.saving.register_keras_serializable(package="keras_lottery")
@@ -83,8 +79,12 @@ def fresh_optimizer(optimizer: keras.optimizers.Optimizer, offset: int = 0) -> k
     return optimizer.__class__.from_config(config)
 
 
-class FitTrainer:
+class FitTrainer(Trainer):
     """Trains one branch of a user's model with `model.fit`.
+
+    State, evaluation records, divergence and throughput are the
+    `Trainer` base's; this class adds how it trains: one `model.fit`
+    epoch per evaluation interval.
 
     Args:
         model: the masked model, built under the strategy's scope.
@@ -119,31 +119,15 @@ class FitTrainer:
                  monitor: str = "val_loss", verbose: int = 0,
                  scope: Callable[[], Any] | None = None, maximize: bool = False,
                  test_curves: bool = False):
-        self.model, self.data, self.label, self.monitor = model, data, label, monitor
-        self.steps, self.eval_every, self.checkpoint_every = steps, eval_every, checkpoint_every
+        super().__init__(model, tuple(data.evals), steps, eval_every, start=start,
+                         checkpoint_every=checkpoint_every, monitor=monitor,
+                         maximize=maximize, test_curves=test_curves)
+        self.data, self.label = data, label
         self.callbacks, self.verbose = list(callbacks), verbose
-        self.start = self.step = start
-        self.history: list[dict[str, float]] = []
-        self.diverged_at: int | None = None
-        self.divergence: str | None = None  # what became non-finite (divergence.cause)
-        self.last_finite: WeightSnapshot | None = None
-        self.train_seconds, self.timed_steps = 0.0, 0
-        self._schedule = SplitSchedule(data.evals, monitor, maximize, every_time=test_curves)
         with scope() if scope is not None else contextlib.nullcontext():
             self.optimizer = fresh_optimizer(compile_args["optimizer"], offset=start)
             model.compile(**{**compile_args, "optimizer": self.optimizer})
             self.optimizer.build(model.trainable_variables)
-
-    # Checkpoints ----------------------------------------------------------
-    def state(self) -> BranchState:
-        """A checkpoint of the branch at the current step."""
-        return BranchState.capture(self.model, self.optimizer, self.step, self.history)
-
-    def restore(self, state: BranchState) -> None:
-        """Continues from a checkpoint taken by `state()`."""
-        state.restore(self.model, self.optimizer)
-        self.step, self.history = state.step, [dict(h) for h in state.history]
-        self._schedule.restart(self.history, self.model, self.step)
 
     def reseed(self, seed: int) -> None:
         """Trains on the data order of `seed` from now on.
@@ -167,58 +151,26 @@ class FitTrainer:
         named), as it is now."""
         return self.data.evaluate(self.model, names)
 
-    def count_from(self, step: int) -> None:
-        """Early stopping considers the evaluations from `step` on only
-        (a branch whose masks change while it trains)."""
-        self._schedule.from_step = step
+    def _train(self, on_eval, on_checkpoint, at_step, on_progress) -> None:
+        """One `model.fit` call; `on_progress` is unused (`model.fit` draws
+        its own progress bar)."""
+        every = self.eval_every
+        self.model.fit(
+            self.data.train.stream(self.step),
+            steps_per_epoch=every,
+            epochs=math.ceil((self.steps - self.start) / every),
+            initial_epoch=(self.step - self.start) // every,
+            callbacks=[_EngineCallback(self, on_eval, on_checkpoint, at_step), *self.callbacks],
+            shuffle=False,  # the stream is already in the search's (seeded) order
+            verbose=1 if self.verbose == 1 and sys.stdout.isatty() else 0,
+        )
 
-    @property
-    def steps_per_second(self) -> float:
-        """Training throughput, leaving out the first interval (compilation)."""
-        return self.timed_steps / self.train_seconds if self.train_seconds else float("nan")
-
-    # Training -------------------------------------------------------------
-    def run(self, on_eval=None, on_checkpoint=None, at_step=None, on_progress=None):
-        """Trains to `steps`, evaluating every `eval_every` steps.
-
-        Args:
-            on_eval: called with each evaluation record.
-            on_checkpoint: called with a `BranchState` about every
-                `checkpoint_every` steps (at evaluations).
-            at_step: step -> callables run when training reaches that
-                step; one that returns True stops training there.
-            on_progress: unused (`model.fit` draws its own progress bar).
-
-        Returns:
-            The evaluation history: one record per evaluation with `step`,
-            `train_<metric>` (running means over the interval) and
-            `<split>_<metric>` of every evaluation split.
-
-        Raises:
-            MonitorError: if the first evaluation lacks `monitor`.
-            BranchFailedError: if Keras fails to train or evaluate (data
-                that does not fit the model...), naming round and branch.
-        """
+    @contextlib.contextmanager
+    def _failures(self) -> Iterator[None]:
+        """Keras failing to train or evaluate (data that does not fit the
+        model...) becomes a `BranchFailedError` naming round and branch."""
         try:
-            if not self.history:
-                record = self._record({})
-                if on_eval is not None:
-                    on_eval(record)
-            if self.step >= self.steps or self.diverged_at is not None:
-                self._schedule.complete(self.history, self.model, self.evaluate, on_eval)
-                return self.history
-            every = self.eval_every
-            engine = _EngineCallback(self, on_eval, on_checkpoint, at_step or {})
-            self.model.fit(
-                self.data.train.stream(self.step),
-                steps_per_epoch=every,
-                epochs=math.ceil((self.steps - self.start) / every),
-                initial_epoch=(self.step - self.start) // every,
-                callbacks=[engine, *self.callbacks],
-                shuffle=False,  # the stream is already in the search's (seeded) order
-                verbose=1 if self.verbose == 1 and sys.stdout.isatty() else 0,
-            )
-            self._schedule.complete(self.history, self.model, self.evaluate, on_eval)
+            yield
         except MonitorError:
             raise
         except Exception as error:  # noqa: BLE001 - Keras raises many types
@@ -229,30 +181,6 @@ class FitTrainer:
                 raise BranchFailedError(f"{first}{type(error).__name__}: {message}") from error
             raise BranchFailedError(
                 f"{first}{summary}\n{type(error).__name__}: {message}") from error
-        return self.history
-
-    def _record(self, train_logs: dict[str, Any]) -> dict[str, float]:
-        record: dict[str, float] = {"step": self.step}
-        record.update({f"train_{k}": _float(v) for k, v in train_logs.items()})
-        evaluated = self.evaluate(self._schedule.each)
-        if not self.history and self.monitor not in evaluated:  # name every key in the error
-            evaluated.update(self.evaluate(self._schedule.lacking(evaluated)))
-        if not train_logs:  # before training: the training keys, not yet measured
-            names = {k.partition("_")[2] for k in evaluated} or {"loss"}
-            record.update({f"train_{name}": float("nan") for name in sorted(names)})
-        record.update(evaluated)
-        if not self.history and self.monitor not in record:
-            raise MonitorError(
-                f"monitor={self.monitor!r} is not a key that evaluation produces. "
-                f"Available: {sorted(k for k in record if k != 'step')}"
-                + ("" if "val" in self.data.evals else
-                   " (pass validation_data to get val_* keys)")
-            )
-        self.history.append(record)
-        divergence.track(self, record, [k for k in ("train_loss", "val_loss", "test_loss")
-                                        if k != "train_loss" or train_logs])
-        self._schedule.track(record, self.model, self.step, self.last_finite)
-        return record
 
 
 def error_summary(message: str) -> str:
@@ -296,41 +224,25 @@ class _EngineCallback(keras.callbacks.Callback):
         super().__init__()
         self.trainer, self.on_eval, self.on_checkpoint, self.at_step = (
             trainer, on_eval, on_checkpoint, at_step)
-        self.last_checkpoint = trainer.step // max(1, trainer.checkpoint_every or trainer.steps)
-        self.began, self.began_step, self.first = 0.0, trainer.step, True
+        self.began, self.began_step = 0.0, trainer.step
 
     def on_epoch_begin(self, epoch, logs=None):
         self.began, self.began_step = time.perf_counter(), self.trainer.step
 
     def on_train_batch_end(self, batch, logs=None):
         trainer = self.trainer
-        trainer.step += 1
         loss = (logs or {}).get("loss")
-        if loss is not None and not is_finite(_float(loss)) and trainer.diverged_at is None:
-            trainer.diverged_at = trainer.step
-            trainer.divergence = divergence.loss_cause(_float(loss))
-            self.model.stop_training = True
+        diverged = trainer.advance(1, None if loss is None else _float(loss))
         halt = any([hook() for hook in self.at_step.get(trainer.step, ())])
-        if halt or trainer.step >= trainer.steps:
+        if diverged or halt or trainer.step >= trainer.steps:
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
         trainer = self.trainer
-        if not self.first:  # the first interval includes compiling the step
-            trainer.train_seconds += time.perf_counter() - self.began
-            trainer.timed_steps += trainer.step - self.began_step
-        self.first = False
+        trainer.measure(trainer.step - self.began_step, time.perf_counter() - self.began)
         logs = logs if logs is not None else {}
-        record = trainer._record(dict(logs))
+        record = trainer.end_interval({k: _float(v) for k, v in logs.items()}, self.on_eval)
         logs.update({k: v for k, v in record.items() if k != "step" and not k.startswith("train_")})
-        if self.on_eval is not None:
-            self.on_eval(record)
         if trainer.diverged_at is not None:
             self.model.stop_training = True
-            return
-        every = trainer.checkpoint_every
-        if every and self.on_checkpoint is not None and trainer.step < trainer.steps:
-            if trainer.step // every > self.last_checkpoint:
-                self.last_checkpoint = trainer.step // every
-                trainer._schedule.complete_best(trainer.model, trainer.evaluate, self.on_eval)
-                self.on_checkpoint(trainer.state())
+        trainer.checkpoint(self.on_checkpoint, self.on_eval)

@@ -16,6 +16,7 @@ compiled loss and metrics.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -25,15 +26,11 @@ import keras
 import numpy as np
 
 from keras_lottery.compat import import_tensorflow
-from keras_lottery.rewind import WeightSnapshot
-from keras_lottery.runner.presets import pipeline
-from keras_lottery.runner import divergence
-from keras_lottery.runner.checkpoint import BranchState
 from keras_lottery.runner.config import LotteryConfig
 from keras_lottery.runner.distribute import peer_failures_reported
-from keras_lottery.runner.evaluation import SplitSchedule
 from keras_lottery.runner.inputs import host_tensor
 from keras_lottery.runner.presets import pipeline
+from keras_lottery.runner.trainer import Trainer
 
 tf = import_tensorflow("The presets' driver (find_ticket, keras-lottery run --preset)")
 
@@ -162,8 +159,12 @@ class Splits:
         return cls(data.x_train, data.y_train, evals, pipeline.normalizer(data.x_train))
 
 
-class LoopTrainer:
+class LoopTrainer(Trainer):
     """Trains a model from step `start` to `end` with evaluation and hooks.
+
+    State, evaluation records, divergence and throughput are the
+    `Trainer` base's; this class adds how it trains: the traced step loop,
+    run in chunks between evaluations and hooks.
 
     Args:
         model: the (masked) model, built under `strategy.scope()`.
@@ -186,17 +187,13 @@ class LoopTrainer:
     def __init__(self, model: keras.Model, config: LotteryConfig,
                  strategy: tf.distribute.Strategy, splits: Splits, start: int = 0,
                  compiled: dict | None = None):
-        self.model, self.config, self.strategy, self.splits = model, config, strategy, splits
+        super().__init__(model, tuple(splits.evals), config.steps, config.eval_every,
+                         start=start, checkpoint_every=config.checkpoint_every,
+                         monitor=config.monitor, maximize=config.maximize,
+                         test_curves=config.test_curves)
+        self.config, self.strategy, self.splits = config, strategy, splits
         if _QUIET_RETRACING not in tf.get_logger().filters:
             tf.get_logger().addFilter(_QUIET_RETRACING)
-        self.start = self.step = start
-        self.history: list[dict[str, float]] = []
-        self.diverged_at: int | None = None
-        self.divergence: str | None = None  # what became non-finite (divergence.cause)
-        self.last_finite: WeightSnapshot | None = None
-        # Wall time and count of training steps, leaving out the first call
-        # (which traces and compiles the step function).
-        self.train_seconds, self.timed_steps, self._calls = 0.0, 0, 0
         self._loss = keras.losses.SparseCategoricalCrossentropy(
             from_logits=True, reduction=None
         )
@@ -213,11 +210,6 @@ class LoopTrainer:
             self._train_fn = self._make_train_fn()
             compiled[start] = (self.optimizer, self._train_fn, initial)
         self._eval_fn = compiled.setdefault("eval", tf.function(self._eval_split))
-        self._evals = tuple(splits.evals)
-        # Validation every time; test and the train subset where the metrics
-        # read them (`runner.evaluation`).
-        self._schedule = SplitSchedule(self._evals, config.monitor, config.maximize,
-                                       every_time=config.test_curves)
 
     def _make_train_fn(self) -> Callable:
         model, optimizer, strategy = self.model, self.optimizer, self.strategy
@@ -237,12 +229,18 @@ class LoopTrainer:
 
         @tf.function
         def train_fn(iterator, steps):
-            loss_sum, correct = tf.constant(0.0), tf.constant(0.0)
+            """Up to `steps` steps; stops after the first whose loss makes
+            the chunk's sum non-finite (`runner.divergence`). Returns the
+            summed loss and hits and the number of steps done."""
+            loss_sum, correct, done = tf.constant(0.0), tf.constant(0.0), tf.constant(0)
             for _ in tf.range(steps):
                 loss, hits = strategy.run(step_fn, args=next(iterator))
                 loss_sum += strategy.reduce("SUM", loss, axis=None)
                 correct += strategy.reduce("SUM", hits, axis=None)
-            return loss_sum, correct
+                done += 1
+                if not tf.math.is_finite(loss_sum):
+                    break
+            return loss_sum, correct, done
 
         return train_fn
 
@@ -267,7 +265,7 @@ class LoopTrainer:
     def evaluate(self, names: tuple[str, ...] | None = None) -> dict[str, float]:
         """Loss and accuracy on every evaluation split (or on those named)."""
         results = {}
-        for name in self._evals:
+        for name in self.splits.evals:
             if names is None or name in names:
                 results.update(self._evaluate_split(name))
         return results
@@ -283,47 +281,21 @@ class LoopTrainer:
         from `config.seed` when `run` starts)."""
         self.config = dataclasses.replace(self.config, seed=seed)
 
-    def state(self) -> BranchState:
-        """A checkpoint of the branch at the current step."""
-        return BranchState.capture(self.model, self.optimizer, self.step, self.history)
+    def _failures(self) -> contextlib.AbstractContextManager:
+        """A failure on another worker is reported as such
+        (`distribute.peer_failures_reported`)."""
+        return peer_failures_reported(self.strategy)
 
-    def restore(self, state: BranchState) -> None:
-        """Continues from a checkpoint taken by `state()`."""
-        state.restore(self.model, self.optimizer)
-        self.step, self.history = state.step, [dict(h) for h in state.history]
-        self._schedule.restart(self.history, self.model, self.step)
+    def _evaluates_at_start(self) -> bool:
+        """Evaluations fall on multiples of `eval_every`, the start too."""
+        return self.step % self.eval_every == 0
 
-    def run(
-        self,
-        on_eval: Callable[[dict[str, float]], None] | None = None,
-        on_checkpoint: Callable[[BranchState], None] | None = None,
-        at_step: dict[int, list[Callable[[], bool | None]]] | None = None,
-        on_progress: Callable[[int, dict[str, float]], None] | None = None,
-    ) -> list[dict[str, float]]:
-        """Trains until `config.steps` (or a hook stops it), evaluating every
-        `eval_every` steps and at the end.
-
-        Args:
-            on_eval: called with each evaluation record.
-            on_checkpoint: called with a `BranchState` about every
-                `checkpoint_every` steps (at evaluation steps).
-            at_step: step -> callables run when training reaches that step
-                (the late-rewinding snapshot, Early-Bird mask draws). One
-                that returns True stops training there.
-            on_progress: called after each chunk of steps with the step and
-                the running training loss and accuracy.
-
-        Returns:
-            The evaluation history: one dict per evaluation, with `step`,
-            running `train_loss`/`train_accuracy` since the previous
-            evaluation, and loss/accuracy of each evaluation split.
-        """
-        with peer_failures_reported(self.strategy):
-            return self._run(on_eval, on_checkpoint, at_step or {}, on_progress)
-
-    def _run(self, on_eval, on_checkpoint, at_step, on_progress) -> list[dict[str, float]]:
+    def _train(self, on_eval, on_checkpoint, at_step, on_progress) -> None:
+        """The step loop, in chunks that end at evaluations and hooks (and,
+        with `on_progress`, more often, to refresh the progress bar: it
+        gets the step and the running training loss and accuracy)."""
         config = self.config
-        end, every = config.steps, config.eval_every
+        end, every = self.steps, self.eval_every
         stops = set(range(every * (self.step // every + 1), end, every))
         stops.update(s for s in at_step if self.step < s < end)
         stops.add(end)
@@ -334,59 +306,23 @@ class LoopTrainer:
             start_step=self.step, augment=config.augment, stats=self.splits.stats,
         )
         iterator = iter(self.strategy.experimental_distribute_dataset(batches))
-        if self.step % every == 0 and not self.history:
-            self._record(0.0, 0.0, 0, on_eval)
         loss_sum, hits, seen = 0.0, 0.0, 0
-        last_checkpoint = self.step // max(1, config.checkpoint_every or end)
         for stop in sorted(stops):
-            steps = stop - self.step
             began = time.perf_counter()
-            loss, correct = self._train_fn(iterator, tf.constant(steps))
+            loss, correct, done = self._train_fn(iterator, tf.constant(stop - self.step))
+            done = int(done)
+            self.measure(done, time.perf_counter() - began)
             loss_sum, hits = loss_sum + float(loss), hits + float(correct)
-            if self._calls:
-                self.train_seconds += time.perf_counter() - began
-                self.timed_steps += steps
-            self._calls += 1
-            seen += steps * config.batch_size
-            self.step = stop
-            halt = any([hook() for hook in at_step.get(stop, ())])
+            seen += done * config.batch_size
+            diverged = self.advance(done, loss_sum / seen)
+            halt = self.step == stop and any([hook() for hook in at_step.get(stop, ())])
             if on_progress is not None:
-                on_progress(stop, {"loss": loss_sum / seen, "accuracy": hits / seen})
-            if stop % every == 0 or stop == end or halt:
-                self._record(loss_sum, hits, seen, on_eval)
+                on_progress(self.step, {"loss": loss_sum / seen, "accuracy": hits / seen})
+            if stop % every == 0 or stop == end or halt or diverged:
+                self.end_interval({"loss": loss_sum / seen, "accuracy": hits / seen}, on_eval)
                 if self.diverged_at is not None:
-                    break
+                    return
                 loss_sum, hits, seen = 0.0, 0.0, 0
-                if config.checkpoint_every and on_checkpoint and stop < end:
-                    if stop // config.checkpoint_every > last_checkpoint:
-                        last_checkpoint = stop // config.checkpoint_every
-                        self._schedule.complete_best(self.model, self.evaluate, on_eval)
-                        on_checkpoint(self.state())
+                self.checkpoint(on_checkpoint, on_eval)
             if halt:
-                break
-        self._schedule.complete(self.history, self.model, self.evaluate, on_eval)
-        return self.history
-
-    def count_from(self, step: int) -> None:
-        """Early stopping considers the evaluations from `step` on only
-        (a branch whose masks change while it trains)."""
-        self._schedule.from_step = step
-
-    @property
-    def steps_per_second(self) -> float:
-        """Training throughput measured so far (NaN before two calls)."""
-        return self.timed_steps / self.train_seconds if self.train_seconds else float("nan")
-
-    def _record(self, loss_sum, hits, seen, on_eval) -> None:
-        record = {
-            "step": self.step,
-            "train_loss": loss_sum / seen if seen else float("nan"),
-            "train_accuracy": hits / seen if seen else float("nan"),
-            **self.evaluate(self._schedule.each),
-        }
-        self.history.append(record)
-        divergence.track(self, record, [k for k in ("train_loss", "val_loss")
-                                        if k != "train_loss" or seen])
-        self._schedule.track(record, self.model, self.step, self.last_finite)
-        if on_eval is not None:
-            on_eval(record)
+                return
