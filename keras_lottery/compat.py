@@ -341,6 +341,40 @@ def training_keywords(model: keras.Model, training: bool) -> dict[str, bool]:
     return {"training": training} if getattr(model, "_call_has_training_arg", True) else {}
 
 
+def built_input_shapes(model: keras.Model) -> list[tuple[int | None, ...]] | None:
+    """The input shapes (batch axis included) a model without `inputs` (a
+    subclassed one) was built on; Keras 3.15 records them on the layer as
+    `_build_shapes_dict`. None where they are unknown or not all shapes.
+
+    Args:
+        model: a built model.
+
+    Returns:
+        One shape per input, or None.
+    """
+    built = getattr(model, "_build_shapes_dict", None) or {}
+    shapes = [tuple(s) for s in built.values()
+              if isinstance(s, (list, tuple)) and all(isinstance(d, (int, type(None)))
+                                                       for d in s)]
+    return shapes if shapes and len(shapes) == len(built) else None
+
+
+def pack_as_inputs(model: keras.Model, arrays: list[Any]) -> Any:
+    """`arrays`, one per `model.inputs`, in the structure the model takes
+    them (a dict for keras-hub's token ids and masks); Keras 3.15 records
+    that structure on a functional model as `_inputs_struct`.
+
+    Args:
+        model: a functional model (or any model: then `arrays` as given).
+        arrays: the inputs, in the order of `model.inputs`.
+
+    Returns:
+        The inputs as the model's `call` takes them.
+    """
+    struct = getattr(model, "_inputs_struct", None)
+    return keras.tree.pack_sequence_as(struct, arrays) if struct is not None else arrays
+
+
 def sync_training_state(model: keras.Model) -> None:
     """Brings a model's variables up to date in the middle of `fit`.
 

@@ -406,3 +406,26 @@ def test_graph_operations_of_a_functional_model():
     assert compat.producing_operation(model.outputs[0]) is model.get_layer("out")
     assert isinstance(compat.producing_operation(model.inputs[0]), keras.layers.InputLayer)
     assert compat.inbound_operations(compat.producing_operation(model.inputs[0])) == []
+
+
+def test_built_input_shapes_and_input_structure():
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    subclassed = Subclassed()
+    subclassed.build((None, 5))
+    assert compat.built_input_shapes(subclassed) == [(None, 5)]
+    assert compat.built_input_shapes(Subclassed()) is None  # not built
+    inputs = {"ids": keras.Input((4,), dtype="int32", name="ids"),
+              "mask": keras.Input((4,), name="mask")}
+    functional = keras.Model(inputs, keras.layers.Dense(2)(
+        keras.ops.cast(inputs["ids"], "float32") * inputs["mask"]))
+    order = [t.name for t in functional.inputs]
+    packed = compat.pack_as_inputs(functional, [np.full((1, 4), i) for i in range(2)])
+    assert isinstance(packed, dict) and set(packed) == {"ids", "mask"}
+    assert [int(packed[name][0, 0]) for name in order] == [0, 1]

@@ -234,15 +234,37 @@ def masks_from_scores(scores: Mapping[str, np.ndarray],
     missing = sorted(set(current).difference(scores))
     if missing:
         raise ValueError(f"scores lack the masked weights {missing}.")
+    return masks_by_rank({k: scores[k] for k in current}, current, request.fraction,
+                         request.rates, request.scope, request.granularity)
+
+
+def masks_by_rank(scores: Mapping[str, np.ndarray], current: Mapping[str, np.ndarray],
+                  fraction: float, rates: Mapping[str, float], scope: str,
+                  granularity: str) -> dict[str, np.ndarray]:
+    """Prunes `fraction` (or a kernel's own rate) of the `current` masks'
+    remaining weights, the lowest-ranked by `scores` first.
+
+    Args:
+        scores: mask key -> scores (larger = kept), replaced by their ranks.
+        current: mask key -> the masks pruning starts from.
+        fraction, rates, scope, granularity: as in `PruneRequest`.
+
+    Returns:
+        Mask key -> boolean mask.
+
+    Raises:
+        EmptiedKernelError: when a kernel would lose every weight, saying
+            why (layer collapse; kernels no gradient reaches) and what to do.
+    """
     try:
-        return mask_math.magnitude_masks(
-            ranks({k: scores[k] for k in current}), current, request.fraction,
-            dict(request.rates), scope=request.scope, granularity=request.granularity)
+        return mask_math.magnitude_masks(ranks(scores), current, fraction, dict(rates),
+                                         scope=scope, granularity=granularity)
     except mask_math.EmptiedKernelError as error:
-        unscored = [k for k in error.keys if not np.any(scores[k])]
-        why = (f" Every score of {unscored} is 0: no gradient reaches them (attention "
-               "queries and keys get none from a constant input, as SynFlow's is)."
-               if unscored else "")
+        top = max(float(np.max(v)) for v in scores.values())
+        unscored = [k for k in error.keys if np.max(scores[k]) <= 1e-6 * top]
+        why = (f" The scores of {unscored} are about 0 or below: no gradient reaches "
+               "them (attention queries and keys get none from an input whose tokens are "
+               "alike, as SynFlow's is)." if unscored else "")
         raise mask_math.EmptiedKernelError(error.keys, (
             "Their scores rank below every other kernel's (layer collapse, Tanaka et al. "
             f"2020).{why} With scope='layerwise' each kernel keeps its share.")) from None

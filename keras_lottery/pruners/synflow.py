@@ -30,10 +30,18 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from keras_lottery import mask_math
+from keras_lottery import compat
 from keras_lottery.gradients import objective_gradients
 from keras_lottery.masking import mask_slots, masks_of
-from keras_lottery.pruners.base import AT_INIT, DATA_FREE, Pruner, PruneRequest, ranks, register, check_count
+from keras_lottery.pruners.base import (
+    AT_INIT,
+    DATA_FREE,
+    Pruner,
+    PruneRequest,
+    check_count,
+    masks_by_rank,
+    register,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,9 +94,8 @@ class Synflow(Pruner):
                 fraction, rates = (request.fraction, dict(request.rates)) if k == n else (
                     _share(request.fraction, k, n),
                     {key: _share(rate, k, n) for key, rate in request.rates.items()})
-                current = mask_math.magnitude_masks(
-                    ranks(scores), start, fraction, rates, scope=request.scope,
-                    granularity=request.granularity)
+                current = masks_by_rank(scores, start, fraction, rates, request.scope,
+                                        request.granularity)
         return current
 
 
@@ -153,34 +160,36 @@ def _scores(model: keras.Model, magnitudes: dict[str, np.ndarray],
 
 
 def _ones_inputs(model: keras.Model, input_shape):
-    """One all-ones example (batch of 1) per model input."""
+    """One all-ones example (batch of 1) per model input, in the inputs'
+    dtypes and structure (a dict of token ids and masks for keras-hub)."""
+    shapes, dtypes = _input_specs(model)
     if input_shape is not None:
-        shapes = list(input_shape)
-        several = bool(shapes) and isinstance(shapes[0], (list, tuple))
-        arrays = [np.ones((1, *s), "float32") for s in (shapes if several else [shapes])]
-        return arrays if several else arrays[0]
+        given = list(input_shape)
+        several = bool(given) and isinstance(given[0], (list, tuple))
+        given = [tuple(s) for s in given] if several else [tuple(given)]
+        dtypes = dtypes if len(dtypes) == len(given) else ["float32"] * len(given)
+        shapes = given
+    if not shapes or any(d is None for s in shapes for d in s):
+        raise ValueError(
+            "SynFlow calls the model on one all-ones input, but could not tell its shape "
+            f"(found: {shapes or 'none'}). Give it: pruner_options={{'input_shape': "
+            "[...]} (one example's shape without the batch axis; a list of shapes for "
+            "several inputs, in the order of model.inputs), e.g. "
+            "pruner_options={'input_shape': [[64], [64]]} for token ids and a padding mask "
+            "of 64 tokens.")
+    arrays = [np.ones((1, *s), d) for s, d in zip(shapes, dtypes)]
+    return arrays[0] if len(arrays) == 1 else compat.pack_as_inputs(model, arrays)
+
+
+def _input_specs(model: keras.Model) -> tuple[list[tuple], list[str]]:
+    """The shapes (batch axis left out) and dtypes of the model's inputs, as
+    far as `model.inputs` or the shapes it was built on tell them."""
     try:
         inputs = list(model.inputs or [])
     except (AttributeError, ValueError):
         inputs = []
     if inputs:
-        shapes = [tuple(t.shape)[1:] for t in inputs]
-        dtypes = [keras.backend.standardize_dtype(t.dtype) for t in inputs]
-    else:
-        built = getattr(model, "_build_shapes_dict", None) or {}
-        shapes = [tuple(s)[1:] for s in built.values()
-                  if isinstance(s, (list, tuple)) and all(isinstance(d, (int, type(None)))
-                                                           for d in s)]
-        dtypes = ["float32"] * len(shapes)
-        if len(shapes) != len(built):
-            shapes = []
-    if not shapes or any(d is None for s in shapes for d in s):
-        raise ValueError(
-            "SynFlow calls the model on one all-ones input, but could not tell its shape "
-            f"(found: {shapes or 'none'}). Give it: pruner_options={{'input_shape': "
-            "[...]}} (one example's shape, without the batch axis).")
-    arrays = [np.ones((1, *s), d) for s, d in zip(shapes, dtypes)]
-    if len(arrays) == 1:
-        return arrays[0]
-    struct = getattr(model, "_inputs_struct", None)
-    return keras.tree.pack_sequence_as(struct, arrays) if struct is not None else arrays
+        return ([tuple(t.shape)[1:] for t in inputs],
+                [keras.backend.standardize_dtype(t.dtype) for t in inputs])
+    built = compat.built_input_shapes(model) or []
+    return [s[1:] for s in built], ["float32"] * len(built)

@@ -493,15 +493,50 @@ def test_synflow_runs_in_float64_for_a_model_built_in_float64():
 
 
 def test_a_kernel_scored_zero_everywhere_is_named_as_layer_collapse():
-    # SynFlow's constant input gives attention queries and keys no gradient,
-    # so every score of theirs is 0 and a global ranking removes them whole.
     model = kl.prunable(keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="a"),
                                           keras.layers.Dense(2, name="b")]))
     scores = {k: np.zeros(m.shape) if k.startswith("a") else np.ones(m.shape)
               for k, m in get_masks(model).items()}
     with pytest.raises(mask_math.EmptiedKernelError,
-                       match=r"every weight of \['a/kernel'\].*layer collapse.*Every score of "
-                             r"\['a/kernel'\] is 0.*scope='layerwise'"):
+                       match=r"every weight of \['a/kernel'\].*layer collapse.*The scores of "
+                             r"\['a/kernel'\] are about 0.*scope='layerwise'"):
         masks_from_scores(scores, request(model, 0.7))
     kept = masks_from_scores(scores, request(model, 0.7, scope="layerwise"))
     assert kept["a/kernel"].sum() == 4 and kept["b/kernel"].sum() == 2
+
+
+def test_synflow_gives_attention_queries_and_keys_no_flow():
+    # Its all-ones input makes every token alike: attention is uniform
+    # whatever the queries and keys, so no synaptic flow goes through them.
+    inputs = keras.Input((6, 4))
+    attended = keras.layers.MultiHeadAttention(2, 4, name="attention")(inputs, inputs)
+    outputs = keras.layers.Dense(3, name="head")(keras.layers.Flatten()(attended))
+    model = kl.prunable(keras.Model(inputs, outputs))
+    synflow = pruners.get("synflow", {"iterations": 5})
+    scores = synflow.scores(request(model, 0.5))
+    top = max(v.max() for v in scores.values())
+    for key in ("attention/query/kernel", "attention/key/kernel"):
+        assert scores[key].max() < 1e-6 * top, key  # round-off only
+    for key in ("attention/value/kernel", "head/kernel"):
+        assert np.median(scores[key]) > 1e-4 * top, key
+    with pytest.raises(mask_math.EmptiedKernelError,
+                       match=r"attention/query/kernel.*layer collapse.*about 0"):
+        synflow.masks(request(model, 0.8))
+    kept = synflow.masks(request(model, 0.8, scope="layerwise"))
+    assert all(m.any() for m in kept.values())
+
+
+def test_synflow_feeds_a_dict_of_token_ids_in_their_dtype_when_told_the_shapes():
+    inputs = {"token_ids": keras.Input((None,), dtype="int32", name="token_ids"),
+              "padding_mask": keras.Input((None,), dtype="int32", name="padding_mask")}
+    embedded = keras.layers.Embedding(20, 4, name="embedding")(inputs["token_ids"])
+    kept = embedded * keras.ops.cast(inputs["padding_mask"], "float32")[..., None]
+    model = kl.prunable(keras.Model(inputs, keras.layers.Dense(3, name="head")(
+        keras.ops.mean(kept, axis=1))))
+    with pytest.raises(ValueError, match=r"could not tell its shape.*\[\[64\], \[64\]\]"):
+        pruners.get("synflow").masks(request(model, 0.5))
+    synflow = pruners.get("synflow", {"input_shape": [[7], [7]], "iterations": 3})
+    masks = synflow.masks(request(model, 0.5, scope="layerwise"))
+    # token id 1 is the only row of the embedding with flow: the all-ones input reads it
+    assert synflow.scores(request(model, 0.5))["embedding/embeddings"][[0, 2]].max() == 0
+    assert pruned_counts(masks) == {"embedding/embeddings": 40, "head/kernel": 6}
