@@ -28,9 +28,9 @@ if tf is not None:
 # tests/backends/ and these files. They are marked `backend_independent`.
 # Without TensorFlow the other test files (which import it or run the
 # presets' TensorFlow driver) are not collected: the TensorFlow suite runs them.
-BACKEND_INDEPENDENT_FILES = ("test_branches.py", "test_files.py", "test_lock.py", "test_mask_math.py",
-                             "test_rebuild.py", "test_reports.py", "test_rewind.py",
-                             "test_tfmot_api.py")
+BACKEND_INDEPENDENT_FILES = ("test_branches.py", "test_engine.py", "test_files.py", "test_lock.py",
+                             "test_mask_math.py", "test_rebuild.py", "test_reports.py",
+                             "test_rewind.py", "test_tfmot_api.py")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if tf is None:
     collect_ignore = sorted(
