@@ -28,9 +28,10 @@ if tf is not None:
 # tests/backends/ and these files. They are marked `backend_independent`.
 # Without TensorFlow the other test files (which import it or run the
 # presets' TensorFlow driver) are not collected: the TensorFlow suite runs them.
-BACKEND_INDEPENDENT_FILES = ("test_masks.py", "test_files.py", "test_lock.py", "test_reports.py",
-                             "test_rewind.py", "test_tfmot_api.py", "test_config.py",
-                             "test_settings.py", "test_trainer.py", "test_fit_trainer.py")
+BACKEND_INDEPENDENT_FILES = ("test_branches.py", "test_config.py", "test_engine.py", "test_files.py",
+                             "test_fit_trainer.py", "test_lock.py", "test_mask_math.py",
+                             "test_rebuild.py", "test_reports.py", "test_rewind.py",
+                             "test_settings.py", "test_tfmot_api.py", "test_trainer.py")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if tf is None:
     collect_ignore = sorted(
@@ -104,6 +105,30 @@ def mlp(seed: int = 0, inputs: int = 20, classes: int = 3) -> keras.Model:
     h = keras.layers.Dense(32, activation="relu", name="fc1")(x)
     h = keras.layers.Dense(16, activation="relu", name="fc2")(h)
     return keras.Model(x, keras.layers.Dense(classes, name="out")(h))
+
+
+def conv_model() -> keras.Model:
+    """A small masked model with a Conv2D and Dense layers: (4, 4, 1) -> conv 8 -> fc 16 -> 3."""
+    x = keras.Input((4, 4, 1))
+    y = keras.layers.Conv2D(8, 3, padding="same", name="conv")(x)
+    y = keras.layers.Flatten()(y)
+    y = keras.layers.Dense(16, activation="relu", name="fc")(y)
+    y = keras.layers.Dense(3, name="out")(y)
+    y = keras.layers.Softmax()(y)
+    from keras_lottery import prunable
+
+    return prunable(keras.Model(x, y))
+
+
+def units_alive(mask):
+    """Which units (slices along the last axis) of a mask keep any weight."""
+    return mask.reshape(-1, mask.shape[-1]).any(axis=0)
+
+
+def assert_whole_units(mask):
+    """Asserts that every unit of a mask is kept whole or pruned whole."""
+    flat = mask.reshape(-1, mask.shape[-1])
+    assert np.all(flat.all(axis=0) | ~flat.any(axis=0)), "a unit is partly pruned"
 
 
 def toy_data(n: int = 256, inputs: int = 20, classes: int = 3, seed: int = 0):

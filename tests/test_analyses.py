@@ -1,5 +1,6 @@
-"""The paper's analyses, Early-Bird tickets, ticket transfer, scope comparison
-and the structured-sparsity report, each on numbers that could fail."""
+"""The paper's analyses, the Early-Bird rule (`analysis.early_bird_step`),
+ticket transfer, scope comparison and the structured-sparsity report, each on
+numbers that could fail."""
 
 import os
 
@@ -11,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import keras_lottery as kl
 from conftest import tiny_config
 from keras_lottery import analysis
-from keras_lottery.runner import analyses as run_analysis, commands, early_bird
+from keras_lottery.runner import analyses as run_analysis, commands
 from keras_lottery.files import read_npz
 from keras_lottery.runner.rundir import RunDir
 from keras_lottery.runner.presets.loop_trainer import LotterySchedule
@@ -55,51 +56,6 @@ def test_early_bird_triggers_on_a_settling_sequence_and_not_on_noise():
     assert analysis.early_bird_step(noisy, steps, threshold=0.1, window=5) is None
     with pytest.raises(ValueError, match="window must be >= 2"):
         analysis.early_bird_step(noisy, steps, window=1)
-
-
-def test_early_bird_in_the_driver_stops_and_prunes_there(tmp_path, fashion_small):
-    config = tiny_config(tmp_path, rounds=1, steps=400, eval_every=100, eb_every=20,
-                         eb_threshold=0.1, eb_stop=True)
-    result = kl.find_ticket(config, fashion_small)
-    dense = result.branch("ticket")[0]
-    bird = dense["early_bird"]
-    assert bird["stopped"] and bird["step"] is not None and bird["step"] < 400
-    assert dense["history"][-1]["step"] == bird["step"]  # training stopped there
-    assert len(bird["distances"]) == bird["step"] // 20
-    assert bird["step"] >= 5 * 20  # a full window of five draws
-    assert bird["distances"][0] == 1.0  # the first draw has no predecessor
-    assert all(d < 0.1 for d in bird["distances"][-4:])
-    weights = RunDir.load(result.run_dir).weights(0)
-    assert weights.step == bird["step"]  # the weights the next round prunes
-    acc = EventAccumulator(os.path.join(result.run_dir, "round_00"))
-    acc.Reload()
-    assert "early_bird/mask_distance" in acc.Tags()["tensors"]
-    assert result.branch("ticket")[1]["percent_remaining"] == pytest.approx(80.04, abs=0.01)
-
-
-@pytest.mark.slow  # about 1-2 minutes on two loaded cores
-def test_early_bird_resumes_its_mask_window_after_an_interruption(tmp_path, fashion_small,
-                                                                 monkeypatch):
-    def config(name):
-        return tiny_config(tmp_path / name, rounds=1, steps=400, eval_every=100,
-                           checkpoint_every=100, eb_every=20, eb_threshold=0.1)
-
-    clean = kl.find_ticket(config("clean"), fashion_small).branch("ticket")[0]["early_bird"]
-    draw = early_bird.EarlyBird.draw
-
-    def interrupted(self, step):
-        if step == 260:  # after the checkpoint at step 200
-            raise KeyboardInterrupt
-        return draw(self, step)
-
-    monkeypatch.setattr(early_bird.EarlyBird, "draw", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        kl.find_ticket(config("resumed"), fashion_small)
-    monkeypatch.undo()
-    resumed = kl.find_ticket(config("resumed"), fashion_small).branch("ticket")[0]["early_bird"]
-    assert len(resumed["distances"]) == 400 // 20 - 1
-    assert resumed["distances"] == pytest.approx(clean["distances"], abs=1e-12)
-    assert resumed["step"] == clean["step"]
 
 
 def test_ticket_transfer_trains_the_source_mask_on_other_classes(tmp_path, fashion):

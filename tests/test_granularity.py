@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import keras_lottery as kl
+from conftest import assert_whole_units, conv_model, units_alive
 from keras_lottery import mask_math
-from keras_lottery.runner import branches
 from keras_lottery.runner.presets import PresetConfig
 
 
@@ -14,15 +14,6 @@ def _weights(seed=0):
     rng = np.random.default_rng(seed)
     return {"fc1": rng.normal(size=(16, 12)), "conv": rng.normal(size=(3, 3, 8, 6)),
             "fc2": rng.normal(size=(12, 4)) * 0.5}
-
-
-def _units_alive(mask):
-    return mask.reshape(-1, mask.shape[-1]).any(axis=0)
-
-
-def _assert_whole_units(mask):
-    flat = mask.reshape(-1, mask.shape[-1])
-    assert np.all(flat.all(axis=0) | ~flat.any(axis=0)), "a unit is partly pruned"
 
 
 @pytest.mark.parametrize("scope", ["layerwise", "global"])
@@ -41,25 +32,25 @@ def test_unit_layerwise_prunes_exact_unit_counts_by_norm_over_rounds():
         masks = mask_math.unit_masks(w, masks, 0.25, rates={"fc2": 0.5}, scope="layerwise")
         for k, v in masks.items():
             expected = alive[k] - int(round((0.5 if k == "fc2" else 0.25) * alive[k]))
-            assert _units_alive(v).sum() == expected, k
-            _assert_whole_units(v)
+            assert units_alive(v).sum() == expected, k
+            assert_whole_units(v)
             alive[k] = expected
     # the kept units are those with the largest norms
     norms = np.linalg.norm(w["fc1"], axis=0)
-    kept = _units_alive(masks["fc1"])
+    kept = units_alive(masks["fc1"])
     assert norms[kept].min() > norms[~kept].max()
 
 
 def test_unit_global_pools_units_by_rms_and_breaks_ties_by_position():
     w = {"a": np.ones((4, 4)), "b": np.ones((9, 3))}  # all RMS 1: ties everywhere
     masks = mask_math.unit_masks(w, None, 0.43, scope="global")  # 3 of 7 units
-    assert _units_alive(masks["a"]).tolist() == [False, False, False, True]
-    assert _units_alive(masks["b"]).all()
+    assert units_alive(masks["a"]).tolist() == [False, False, False, True]
+    assert units_alive(masks["b"]).all()
     # RMS, not the norm: a wide-fan-in unit of small weights loses to a narrow big one
     w = {"wide": np.full((100, 2), 0.2), "narrow": np.full((2, 2), 0.5)}
     masks = mask_math.unit_masks(w, None, 0.25, scope="global")  # 1 of 4 units
-    assert _units_alive(masks["wide"]).tolist() == [False, True]
-    assert _units_alive(masks["narrow"]).all()
+    assert units_alive(masks["wide"]).tolist() == [False, True]
+    assert units_alive(masks["narrow"]).all()
 
 
 def test_n_m_pattern_holds_and_counts_are_exact():
@@ -106,7 +97,7 @@ def test_structured_permutations_keep_the_structure():
     units = mask_math.unit_masks(w, None, 0.5)
     shuffled = mask_math.permuted_masks(units, seed=3, granularity="unit")
     for k in w:
-        _assert_whole_units(shuffled[k])
+        assert_whole_units(shuffled[k])
         assert shuffled[k].sum() == units[k].sum()
     assert any(not np.array_equal(shuffled[k], units[k]) for k in w)
     nm = mask_math.magnitude_masks({"fc1": w["fc1"]}, None, 0.0, granularity="2:4")
@@ -115,24 +106,14 @@ def test_structured_permutations_keep_the_structure():
     assert shuffled.sum() == nm["fc1"].sum() and not np.array_equal(shuffled, nm["fc1"])
 
 
-def _model():
-    x = keras.Input((4, 4, 1))
-    y = keras.layers.Conv2D(8, 3, padding="same", name="conv")(x)
-    y = keras.layers.Flatten()(y)
-    y = keras.layers.Dense(16, activation="relu", name="fc")(y)
-    y = keras.layers.Dense(3, name="out")(y)
-    y = keras.layers.Softmax()(y)
-    return kl.prunable(keras.Model(x, y))
-
-
 def test_prune_by_magnitude_unit_refuses_output_units_and_other_layers():
-    model = _model()
+    model = conv_model()
     with pytest.raises(ValueError, match=r"cannot remove units of 'out'.*ignore=\['out'\]"):
         kl.prune_by_magnitude(model, 0.5, granularity="unit")
     masks = kl.prune_by_magnitude(model, 0.5, scope="layerwise", granularity="unit",
                                   rates={"out": 0.0})
-    assert _units_alive(masks["conv/kernel"]).sum() == 4
-    assert _units_alive(masks["fc/kernel"]).sum() == 8
+    assert units_alive(masks["conv/kernel"]).sum() == 4
+    assert units_alive(masks["fc/kernel"]).sum() == 8
     assert masks["out/kernel"].all()
     x = keras.Input((8,))
     other = kl.prunable(keras.Model(x, keras.layers.Dense(2, name="d")(
@@ -151,16 +132,3 @@ def test_config_granularity_default_keeps_hash_and_validates():
     with pytest.raises(ValueError, match="Received: granularity='3:2'"):
         PresetConfig.from_preset("lenet300", granularity="3:2")
     PresetConfig.from_preset("lenet300", granularity="2:4")
-
-
-def test_random_prune_control_permutes_whole_units():
-    model = _model()
-    masks = kl.prune_by_magnitude(model, 0.5, scope="layerwise", granularity="unit",
-                                  ignore=["out"])
-    snapshot = kl.snapshot_weights(model)
-    start = branches.BranchStart(model, masks, 1, 7, snapshot, lambda: snapshot, "unit")
-    branches.CONTROLS["random_prune"](start)
-    shuffled = kl.get_masks(model)
-    for k in ("conv/kernel", "fc/kernel"):
-        _assert_whole_units(shuffled[k])
-        assert _units_alive(shuffled[k]).sum() == _units_alive(masks[k]).sum()

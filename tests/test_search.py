@@ -438,21 +438,6 @@ def test_damaged_masks_are_pruned_again(tmp_path, digits):
     assert rerun.rows[-1]["percent_remaining"] == clean.rows[-1]["percent_remaining"]
 
 
-def test_numpy_input_streams_the_same_batches_through_tf_data_on_tensorflow():
-    from keras_lottery.runner import inputs
-
-    x = np.arange(50 * 3, dtype="float32").reshape(50, 3)
-    data = (({"a": x, "b": -x}, np.arange(50)))
-    train = inputs.TrainData.of(data, 8, 3)
-    for start in (0, 7, 23):  # mid-epoch starts: a rewound or resumed branch
-        python = inputs._array_stream(data, 8, 3, start)
-        graph = iter(train.stream(start))  # one conversion to tensors for every stream
-        for _ in range(20):  # across three epochs of 6 batches
-            (px, py), (gx, gy) = next(python), next(graph)
-            assert np.array_equal(px["a"], gx["a"].numpy()) and np.array_equal(px["b"], gx["b"].numpy())
-            assert np.array_equal(py, gy.numpy())
-
-
 def test_a_model_instance_is_theta0_and_every_branch_gets_a_fresh_optimizer(tmp_path, digits):
     train, val, _ = digits
     instance = digits_mlp()()

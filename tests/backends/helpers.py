@@ -1,7 +1,10 @@
 """Backend-neutral helpers of the any-backend tests: small models, real data, gradients."""
 
+import functools
+
 import keras
 import numpy as np
+import pytest
 
 
 def digits():
@@ -13,6 +16,27 @@ def digits():
     x = (x / 16.0).astype("float32")
     y = y.astype("int64")
     return (x[:1200], y[:1200]), (x[1200:1500], y[1200:1500]), (x[1500:], y[1500:])
+
+
+@functools.cache
+def _digits_train():
+    return digits()[0]
+
+
+def make_batches():
+    """A generator function: every call yields the same batches (digits' training split, 60 each)."""
+    x, y = _digits_train()
+    for i in range(len(x) // 60):
+        yield x[i * 60:(i + 1) * 60], y[i * 60:(i + 1) * 60]
+
+
+def dataloader(shuffle=True):
+    """A torch DataLoader of digits' training split, 60 a batch (shuffling: seeded by the search)."""
+    torch = pytest.importorskip("torch", reason="the DataLoader input needs PyTorch (the torch suite has it)")
+    x, y = _digits_train()
+    dataset = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    generator = torch.Generator() if shuffle else None
+    return torch.utils.data.DataLoader(dataset, batch_size=60, shuffle=shuffle, generator=generator)
 
 
 def mlp(seed: int = 0, inputs: int = 64, classes: int = 10) -> keras.Model:

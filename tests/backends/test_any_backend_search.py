@@ -13,7 +13,7 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.util import tensor_util
 
 import keras_lottery as kl
-from helpers import build_model, digits
+from helpers import build_model, dataloader, digits, make_batches
 from keras_lottery.files import read_npz
 from keras_lottery.runner import commands
 from keras_lottery.runner.inputs import TrainData
@@ -147,28 +147,14 @@ class Batches(keras.utils.PyDataset):
         return self.x[s], self.y[s]
 
 
-def make_batches():
-    """A generator function: every call yields the same batches."""
-    x, y = TRAIN
-    for i in range(len(x) // 60):
-        yield x[i * 60:(i + 1) * 60], y[i * 60:(i + 1) * 60]
-
-
 def make_val():
     yield VAL
-
-
-def _dataloader(shuffle=True):
-    torch = pytest.importorskip("torch", reason="the DataLoader input needs PyTorch (the torch suite has it)")
-    dataset = torch.utils.data.TensorDataset(torch.from_numpy(TRAIN[0]), torch.from_numpy(TRAIN[1]))
-    generator = torch.Generator() if shuffle else None
-    return torch.utils.data.DataLoader(dataset, batch_size=60, shuffle=shuffle, generator=generator)
 
 
 @pytest.mark.parametrize("kind", ["pydataset", "generator", "dataloader"])
 def test_natural_inputs_train_and_replay_the_same_stream(kind, tmp_path):
     train = {"pydataset": lambda: Batches(*TRAIN, 60), "generator": lambda: make_batches,
-             "dataloader": _dataloader}[kind]()
+             "dataloader": dataloader}[kind]()
     data = TrainData.of(train, None, seed=0)
     assert data.kind == kind
     stream = data.stream(0)
@@ -185,26 +171,6 @@ def test_natural_inputs_train_and_replay_the_same_stream(kind, tmp_path):
                                                          batch_size=None)
     assert [r["round"] for r in result.branch("ticket")] == [0, 1]
     assert 0 <= result.branch("ticket")[-1]["val_accuracy_final"] <= 1
-
-
-def test_a_shuffling_dataloader_is_seeded_per_epoch():
-    loader = _dataloader()
-    data = TrainData.of(loader, None, seed=0)
-    epochs = [np.asarray(b[1]) for b in (next(data.stream(0)), next(data.stream(20)))]
-    assert not np.array_equal(*epochs)  # epoch 1 has another order
-    other = TrainData.of(loader, None, seed=1)
-    assert not np.array_equal(np.asarray(next(other.stream(0))[1]), epochs[0])
-
-
-def test_unusable_inputs_are_refused_with_what_is_accepted():
-    with pytest.raises(ValueError, match="one-pass iterator.*make_batches"):
-        TrainData.of(make_batches(), None, seed=0)
-    with pytest.raises(ValueError, match="torch.utils.data.DataLoader, a function returning"):
-        TrainData.of("x.npz", None, seed=0)
-    torch = pytest.importorskip("torch", reason="the DataLoader checks need PyTorch (the torch suite has it)")
-    dataset = torch.utils.data.TensorDataset(torch.from_numpy(TRAIN[0]), torch.from_numpy(TRAIN[1]))
-    with pytest.raises(ValueError, match="generator=torch.Generator"):
-        TrainData.of(torch.utils.data.DataLoader(dataset, batch_size=60, shuffle=True), None, seed=0)
 
 
 def test_instability_of_a_round_on_this_backend(run):
