@@ -92,7 +92,8 @@ def test_a_registered_control_is_a_control_everywhere(registry):
     assert branches.control("reversed")(reversed_control) is reversed_control
     assert CONTROLS["reversed"] is reversed_control
     assert branches.describe()["reversed"] == "The ticket's masks, survivors at the trained weights."
-    assert kl.LotteryConfig(controls=("reversed",)).controls == ("reversed",)
+    assert kl.LotteryConfig(model="mypkg.nets:build", data="mypkg.data:load",
+                            controls=("reversed",)).controls == ("reversed",)
     for taken in ("reversed", "random_reinit", TICKET):
         with pytest.raises(ValueError, match=rf"A branch named '{taken}' is already registered: "
                                              r"\['ticket', 'random_reinit', .*'reversed'\]"):
