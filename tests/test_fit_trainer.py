@@ -4,13 +4,15 @@ The rules it shares with `LoopTrainer` are tested on the base
 (tests/test_trainer.py); here, that `model.fit` applies them: training
 stops at the first non-finite batch, the user's callbacks see the same
 keys every epoch, a checkpoint continues exactly, a fresh optimizer
-continues a learning-rate schedule.
+continues a learning-rate schedule, and steps run in long compiled calls
+(`steps_per_execution`) where nothing must see every step.
 """
 
 import json
 
 import keras
 import numpy as np
+import pytest
 
 from keras_lottery import compat
 from keras_lottery.runner.fit_trainer import FitTrainer, fresh_optimizer
@@ -21,11 +23,12 @@ X = RNG.normal(size=(96, 4)).astype("float32")
 Y = (X @ np.array([1.0, -2.0, 0.5, 3.0], "float32"))[:, None]
 
 
-def _model(rate=0.01, hidden=True):
+def _model(rate=0.01, hidden=True, steps_per_execution=1):
     keras.utils.set_random_seed(0)
     layers = [keras.layers.Dense(8, activation="relu")] if hidden else []
     model = keras.Sequential([keras.Input((4,)), *layers, keras.layers.Dense(1)])
-    model.compile(keras.optimizers.SGD(rate, momentum=0.9), "mse")
+    model.compile(keras.optimizers.SGD(rate, momentum=0.9), "mse",
+                  steps_per_execution=steps_per_execution)
     return model
 
 
@@ -97,3 +100,65 @@ def test_a_fresh_optimizer_continues_the_schedule_from_its_offset():
     assert int(optimizer.iterations) == 0 and optimizer.momentum == 0.5
     assert np.isclose(float(optimizer.learning_rate), 0.01)
     assert np.isclose(float(fresh_optimizer(optimizer).learning_rate), 0.01)  # offset kept
+
+
+class EpochEnds(keras.callbacks.Callback):
+    """Sees epochs only (no batch hooks): the trainer may run long calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.steps.append(epoch)
+
+
+# Keras's PyTorch trainer runs one step per call.
+LONG_CALLS = keras.backend.backend() != "torch"
+long_calls_only = pytest.mark.skipif(not LONG_CALLS, reason="Keras's torch trainer runs one "
+                                     "step per call (the TensorFlow and JAX suites have it)")
+
+
+def test_steps_run_in_calls_of_an_interval_unless_something_must_see_each_step():
+    def per_call(n):
+        return n if LONG_CALLS else 1
+
+    assert _trainer(_model(), steps=12, eval_every=4).steps_per_call({}) == per_call(4)
+    assert _trainer(_model(), steps=10, eval_every=4).steps_per_call({}) == per_call(2)
+    assert _trainer(_model(), start=3, steps=15, eval_every=4).steps_per_call({}) == per_call(4)
+    assert _trainer(_model()).steps_per_call({5: [print]}) == 1  # an engine hook at step 5
+    assert _trainer(_model(), callbacks=[Batches()]).steps_per_call({}) == 1
+    assert _trainer(_model(), callbacks=[EpochEnds()]).steps_per_call({}) == per_call(4)
+
+
+@long_calls_only
+def test_a_models_own_steps_per_execution_is_kept_if_it_divides_the_run():
+    assert _trainer(_model(steps_per_execution=2)).steps_per_call({4: [print]}) == 2
+    with pytest.raises(ValueError, match=r"compiled with steps_per_execution=3.*eval_every=4"):
+        _trainer(_model(steps_per_execution=3)).steps_per_call({})
+    with pytest.raises(ValueError, match=r"steps the run acts at \(\[5\]"):
+        _trainer(_model(steps_per_execution=2)).steps_per_call({5: [print]})
+
+
+@long_calls_only
+def test_long_calls_train_exactly_as_step_by_step_and_count_every_step():
+    histories = []
+    for callbacks, per_call in (([], 1), ([Batches()], 1), ([], 2)):
+        trainer = _trainer(_model(steps_per_execution=per_call), steps=12, eval_every=4,
+                           callbacks=callbacks)
+        histories.append(trainer.run())
+        assert trainer.step == 12 and [h["step"] for h in histories[-1]] == [0, 4, 8, 12]
+    long_calls, step_by_step, own = (json.dumps(h) for h in histories)  # NaN == NaN
+    assert long_calls == step_by_step == own
+
+
+@long_calls_only
+def test_in_long_calls_divergence_is_seen_at_the_end_of_its_call():
+    exact = _trainer(_model(rate=1e4), steps=40, eval_every=10, callbacks=[Batches()])
+    exact.run()
+    chunked = _trainer(_model(rate=1e4), steps=40, eval_every=10)
+    assert chunked.steps_per_call({}) == 10
+    chunked.run()
+    assert chunked.diverged_at == 10 * -(-exact.diverged_at // 10)  # the call's end
+    assert "training loss" in chunked.divergence
+    assert chunked.last_finite.step == exact.last_finite.step

@@ -8,6 +8,15 @@ validation and test splits are evaluated with `model.evaluate` and their
 `val_*` / `test_*` values are added to the epoch logs the user's callbacks
 receive. A branch that starts at step k (late rewinding) continues a
 learning-rate schedule from k.
+
+Steps run in compiled calls of several steps (Keras's
+`steps_per_execution`, on TensorFlow and JAX), one evaluation interval per
+call, unless something must see every step: the engine's per-step hooks (late rewinding's θk,
+Early-Bird draws, pruners acting during training) or a callback of yours
+with batch hooks. The training is the same step for step; what the long
+calls cost is the resolution of divergence, which is then seen at the end
+of the call in which the loss became NaN (`diverged_at`), not at its step.
+A model compiled with its own `steps_per_execution` trains with it.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import dataclasses
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -124,6 +133,7 @@ class FitTrainer(Trainer):
                          maximize=maximize, test_curves=test_curves)
         self.data, self.label = data, label
         self.callbacks, self.verbose = list(callbacks), verbose
+        self.compiled_per_call = compile_args.get("steps_per_execution", 1)
         with scope() if scope is not None else contextlib.nullcontext():
             self.optimizer = fresh_optimizer(compile_args["optimizer"], offset=start)
             model.compile(**{**compile_args, "optimizer": self.optimizer})
@@ -151,10 +161,48 @@ class FitTrainer(Trainer):
         named), as it is now."""
         return self.data.evaluate(self.model, names)
 
+    def steps_per_call(self, at_step: Mapping[int, Any]) -> int:
+        """The steps each compiled training call runs (`steps_per_execution`).
+
+        Args:
+            at_step: the engine's per-step hooks, by step.
+
+        Returns:
+            The model's own `steps_per_execution` if it was compiled with one
+            above 1; else 1 where a hook or a callback's batch hooks must
+            see every step, and on PyTorch (whose Keras trainer runs one
+            step per call); else as many as evaluation intervals and the
+            branch's length allow (an interval's).
+
+        Raises:
+            ValueError: for a model's own `steps_per_execution` that does
+                not divide the evaluation interval and the hooks' steps.
+        """
+        span = self.steps - self.start
+        own = int(self.compiled_per_call or 1)
+        if own > 1:
+            off = sorted(k for k in at_step if (k - self.start) % own)
+            if self.eval_every % own or span % own or off:
+                raise ValueError(
+                    f"The model was compiled with steps_per_execution={own}, so training sees "
+                    f"every {own}th step only; it must divide eval_every={self.eval_every}, the "
+                    f"branch's {span} steps and the steps the run acts at "
+                    f"({off or 'none'}: rewind step, Early-Bird draws, pruner updates). "
+                    "Compile it with a divisor of them, or without steps_per_execution.")
+            return own
+        if (at_step or keras.backend.backend() == "torch"
+                or any(_has_batch_hooks(c) for c in self.callbacks)):
+            return 1
+        return math.gcd(self.eval_every, span)
+
     def _train(self, on_eval, on_checkpoint, at_step, on_progress) -> None:
         """One `model.fit` call; `on_progress` is unused (`model.fit` draws
         its own progress bar)."""
         every = self.eval_every
+        per_call = self.steps_per_call(at_step)
+        if per_call != self.model.steps_per_execution:
+            self.model.steps_per_execution = per_call
+            self.model.train_function = None  # rebuilt by `fit` for the new count
         self.model.fit(
             self.data.train.stream(self.step),
             steps_per_epoch=every,
@@ -213,6 +261,16 @@ def _float(value: Any) -> float:
     return float(np.asarray(keras.ops.convert_to_numpy(value)).reshape(()))
 
 
+_BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
+
+
+def _has_batch_hooks(callback: keras.callbacks.Callback) -> bool:
+    """Whether a callback defines batch hooks of its own (to be called at
+    every step, which long compiled calls would not do)."""
+    return any(getattr(type(callback), name, None) is not getattr(keras.callbacks.Callback, name)
+               for name in _BATCH_HOOKS)
+
+
 class _EngineCallback(keras.callbacks.Callback):
     """Counts steps, runs the engine's hooks, evaluates at each epoch end.
 
@@ -230,9 +288,12 @@ class _EngineCallback(keras.callbacks.Callback):
         self.began, self.began_step = time.perf_counter(), self.trainer.step
 
     def on_train_batch_end(self, batch, logs=None):
+        # `batch` is the epoch's index of the call's last step: a call of
+        # `steps_per_execution` steps ends once.
         trainer = self.trainer
         loss = (logs or {}).get("loss")
-        diverged = trainer.advance(1, None if loss is None else _float(loss))
+        done = batch + 1 - (trainer.step - self.began_step)
+        diverged = trainer.advance(done, None if loss is None else _float(loss))
         halt = any([hook() for hook in self.at_step.get(trainer.step, ())])
         if diverged or halt or trainer.step >= trainer.steps:
             self.model.stop_training = True
