@@ -162,3 +162,21 @@ def test_in_long_calls_divergence_is_seen_at_the_end_of_its_call():
     assert chunked.diverged_at == 10 * -(-exact.diverged_at // 10)  # the call's end
     assert "training loss" in chunked.divergence
     assert chunked.last_finite.step == exact.last_finite.step
+
+
+@long_calls_only
+def test_evaluation_sees_every_batch_while_training_runs_long_calls():
+    # Keras's evaluation iterates by the model's steps_per_execution: the
+    # training's count would have it skip batches (here, 2 of 3 on JAX).
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(900, 4)).astype("float32")
+    y = (x @ np.array([1.0, -2.0, 0.5, 3.0], "float32"))[:, None]
+    data = SearchData.of((x[:128], y[:128]), (x[128:], y[128:]), None, batch_size=16)
+    histories = []
+    for callbacks in ([], [Batches()]):
+        model = _model()
+        trainer = FitTrainer(model, compat.compile_arguments(model), data, steps=8,
+                             eval_every=4, callbacks=callbacks)
+        histories.append(json.dumps(trainer.run()))
+        assert model.steps_per_execution == 1  # as compiled, after the branch
+    assert histories[0] == histories[1]

@@ -158,8 +158,15 @@ class FitTrainer(Trainer):
 
     def evaluate(self, names: tuple[str, ...] | None = None) -> dict[str, float]:
         """The model's metrics on every evaluation split (or on those
-        named), as it is now."""
-        return self.data.evaluate(self.model, names)
+        named), as it is now; with the model's own `steps_per_execution`,
+        by which Keras's evaluation iterates (the count training runs with
+        would skip batches)."""
+        saved = self.model.steps_per_execution
+        self.model.steps_per_execution = self.compiled_per_call
+        try:
+            return self.data.evaluate(self.model, names)
+        finally:
+            self.model.steps_per_execution = saved
 
     def steps_per_call(self, at_step: Mapping[int, Any]) -> int:
         """The steps each compiled training call runs (`steps_per_execution`).
@@ -196,22 +203,35 @@ class FitTrainer(Trainer):
         return math.gcd(self.eval_every, span)
 
     def _train(self, on_eval, on_checkpoint, at_step, on_progress) -> None:
-        """One `model.fit` call; `on_progress` is unused (`model.fit` draws
-        its own progress bar)."""
+        """One `model.fit` call, `steps_per_call` steps per compiled call;
+        `on_progress` is unused (`model.fit` draws its own progress bar)."""
         every = self.eval_every
-        per_call = self.steps_per_call(at_step)
-        if per_call != self.model.steps_per_execution:
-            self.model.steps_per_execution = per_call
-            self.model.train_function = None  # rebuilt by `fit` for the new count
-        self.model.fit(
-            self.data.train.stream(self.step),
-            steps_per_epoch=every,
-            epochs=math.ceil((self.steps - self.start) / every),
-            initial_epoch=(self.step - self.start) // every,
-            callbacks=[_EngineCallback(self, on_eval, on_checkpoint, at_step), *self.callbacks],
-            shuffle=False,  # the stream is already in the search's (seeded) order
-            verbose=1 if self.verbose == 1 and sys.stdout.isatty() else 0,
-        )
+        with self._training_calls(self.steps_per_call(at_step)):
+            self.model.fit(
+                self.data.train.stream(self.step),
+                steps_per_epoch=every,
+                epochs=math.ceil((self.steps - self.start) / every),
+                initial_epoch=(self.step - self.start) // every,
+                callbacks=[_EngineCallback(self, on_eval, on_checkpoint, at_step),
+                           *self.callbacks],
+                shuffle=False,  # the stream is already in the search's (seeded) order
+                verbose=1 if self.verbose == 1 and sys.stdout.isatty() else 0,
+            )
+
+    @contextlib.contextmanager
+    def _training_calls(self, count: int) -> Iterator[None]:
+        """The model trains `count` steps per call in the block, and as
+        compiled after it; Keras builds its training function for the count
+        it first sees, so the function is built anew on the way in and out."""
+        saved = self.model.steps_per_execution
+        if count == saved:
+            yield
+            return
+        self.model.steps_per_execution, self.model.train_function = count, None
+        try:
+            yield
+        finally:
+            self.model.steps_per_execution, self.model.train_function = saved, None
 
     @contextlib.contextmanager
     def _failures(self) -> Iterator[None]:
