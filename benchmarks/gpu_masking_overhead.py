@@ -4,7 +4,7 @@ The GPU machines this project can borrow have no TensorFlow and cannot fetch
 it (their transfers are capped below the size of a TensorFlow wheel), but
 they have JAX. `prunable()`'s masked calls are written in backend-agnostic
 `keras.ops`, so this script imports `keras_lottery/masking.py` and
-`runner/models.py` (and the modules they import) from their files without
+`runner/presets/models.py` (and the modules they import) from their files without
 running the package `__init__`s (which import TensorFlow), and times
 `model.fit` of each paper architecture plain and `prunable` at 80% sparsity,
 interleaved, median of the measurements, in one process. `prunable()` masks
@@ -31,9 +31,9 @@ import numpy as np  # noqa: E402
 
 def _load(name: str):
     """Imports keras_lottery.<name> without running the packages' __init__:
-    keras_lottery and keras_lottery.runner are stood in for by empty
+    keras_lottery and its runner packages are stood in for by empty
     packages whose submodules load from the checkout's files."""
-    for package in ("keras_lottery", "keras_lottery.runner"):
+    for package in ("keras_lottery", "keras_lottery.runner", "keras_lottery.runner.presets"):
         if package not in sys.modules:
             stub = types.ModuleType(package)
             stub.__path__ = [os.path.join(REPO, *package.split("."))]
@@ -42,7 +42,7 @@ def _load(name: str):
 
 
 masking = _load("masking")
-models = _load("runner.models")
+models = _load("runner.presets.models")
 
 # name -> (input shape, batch, steps per measurement)
 MODELS = {
