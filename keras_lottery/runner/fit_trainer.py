@@ -11,9 +11,9 @@ learning-rate schedule from k.
 
 Steps run in compiled calls of several steps (Keras's
 `steps_per_execution`, on TensorFlow and JAX), one evaluation interval per
-call, unless something must see every step: the engine's per-step hooks (late rewinding's θk,
-Early-Bird draws, pruners acting during training) or a callback of yours
-with batch hooks. The training is the same step for step; what the long
+call, unless something must see every step (the engine's per-step hooks: late rewinding's θk,
+Early-Bird draws, pruners acting during training; a callback of yours
+with batch hooks) or a `tf.distribute` strategy trains. The training is the same step for step; what the long
 calls cost is the resolution of divergence, which is then seen at the end
 of the call in which the loss became NaN (`diverged_at`), not at its step.
 A model compiled with its own `steps_per_execution` trains with it.
@@ -134,6 +134,7 @@ class FitTrainer(Trainer):
         self.data, self.label = data, label
         self.callbacks, self.verbose = list(callbacks), verbose
         self.compiled_per_call = compile_args.get("steps_per_execution", 1)
+        self.distributed = scope is not None
         with scope() if scope is not None else contextlib.nullcontext():
             self.optimizer = fresh_optimizer(compile_args["optimizer"], offset=start)
             model.compile(**{**compile_args, "optimizer": self.optimizer})
@@ -177,9 +178,11 @@ class FitTrainer(Trainer):
         Returns:
             The model's own `steps_per_execution` if it was compiled with one
             above 1; else 1 where a hook or a callback's batch hooks must
-            see every step, and on PyTorch (whose Keras trainer runs one
-            step per call); else as many as evaluation intervals and the
-            branch's length allow (an interval's).
+            see every step, on PyTorch (whose Keras trainer runs one step
+            per call) and under a `tf.distribute` strategy (where Keras
+            3.15's multi-step loop fails on the search's input stream);
+            else as many as evaluation intervals and the branch's length
+            allow (an interval's).
 
         Raises:
             ValueError: for a model's own `steps_per_execution` that does
@@ -197,7 +200,7 @@ class FitTrainer(Trainer):
                     f"({off or 'none'}: rewind step, Early-Bird draws, pruner updates). "
                     "Compile it with a divisor of them, or without steps_per_execution.")
             return own
-        if (at_step or keras.backend.backend() == "torch"
+        if (at_step or keras.backend.backend() == "torch" or self.distributed
                 or any(_has_batch_hooks(c) for c in self.callbacks)):
             return 1
         return math.gcd(self.eval_every, span)
