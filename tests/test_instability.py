@@ -17,7 +17,6 @@ from keras_lottery.interpolation import (
     interpolate,
     interpolation_curve,
 )
-from keras_lottery.runner.presets import PresetConfig
 from keras_lottery.runner.instability import choose
 
 

@@ -13,9 +13,9 @@ from keras_lottery.runner import rebuild
 from keras_lottery.runner.rundir import RunDir
 
 PROBE = "kl_rebuild_probe"  # a module the run names; opening the run must not import it
-PROBE_CODE = f"""
+PROBE_CODE = """
 import pathlib
-pathlib.Path({{marker!r}}).write_text("imported")
+pathlib.Path({marker!r}).write_text("imported")
 from conftest import mlp as build
 """
 

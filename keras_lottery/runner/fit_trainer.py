@@ -32,7 +32,6 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_lottery import compat
 from keras_lottery.runner.errors import BranchFailedError, MonitorError
 from keras_lottery.runner.inputs import SearchData
 from keras_lottery.runner.trainer import Trainer
@@ -133,7 +132,7 @@ class FitTrainer(Trainer):
                          maximize=maximize, test_curves=test_curves)
         self.data, self.label = data, label
         self.callbacks, self.verbose = list(callbacks), verbose
-        self.compiled_per_call = compile_args.get("steps_per_execution", 1)
+        self.compiled_per_call = int(compile_args.get("steps_per_execution") or 1)
         self.distributed = scope is not None
         with scope() if scope is not None else contextlib.nullcontext():
             self.optimizer = fresh_optimizer(compile_args["optimizer"], offset=start)
@@ -188,8 +187,7 @@ class FitTrainer(Trainer):
             ValueError: for a model's own `steps_per_execution` that does
                 not divide the evaluation interval and the hooks' steps.
         """
-        span = self.steps - self.start
-        own = int(self.compiled_per_call or 1)
+        span, own = self.steps - self.start, self.compiled_per_call
         if own > 1:
             off = sorted(k for k in at_step if (k - self.start) % own)
             if self.eval_every % own or span % own or off:

@@ -83,7 +83,7 @@ def masked_model(run: RunDir, build: Callable[[], keras.Model] | None = None) ->
             run's `model.keras` nor built by `build` (what to do is said).
     """
     config = run.config
-    build = build or config.registered_builder(run)
+    build = config.registered_builder(run) or build  # a preset's own, whatever is named
     if build is not None:
         return build()
     saved = os.path.join(run.path, "model.keras")

@@ -10,7 +10,8 @@ loop). The base class holds the branch's state and its rules, once:
   for divergence and follows early stopping; `checkpoint` hands over the
   state when one is due;
 - divergence (`runner.divergence`): `advance` checks the training loss
-  after every step, `end_interval` the weights and the monitored loss;
+  as steps complete (each step, or each compiled call of several),
+  `end_interval` the weights and the monitored loss;
   the first non-finite step is the one kept;
 - throughput: `measure` and `steps_per_second`.
 

@@ -78,7 +78,7 @@ class PresetConfig(LotteryConfig):
     @classmethod
     def describes(cls, values: Mapping[str, Any]) -> bool:
         """Whether stored settings are a preset run's (`model` is no import path)."""
-        return not is_import_path(values.get("model", "lenet300"))
+        return not is_import_path(values.get("model", cls.model))
 
     @classmethod
     def recipe_settings(cls) -> tuple[str, ...]:
