@@ -237,7 +237,7 @@ def install_search() -> None:
     patch_methods(fit_trainer.FitTrainer, "trainer set-up (optimizer, compile)",
                   names=["__init__"])
     patch_methods(fit_trainer.FitTrainer, "training steps (model.fit, its tracing per branch)",
-                  names=["run"])
+                  names=["_train" if "_train" in vars(fit_trainer.FitTrainer) else "run"])
     split_of: dict[int, str] = {}
     original_of = inputs.SearchData.of.__func__
 
@@ -248,6 +248,16 @@ def install_search() -> None:
         return result
 
     inputs.SearchData.of = classmethod(PROFILER.wrap(of, "data: search inputs (fingerprints)"))
+    if hasattr(inputs.SearchData, "for_model"):  # after issue 22: the inputs in the model's dtype
+        original_for_model = inputs.SearchData.for_model
+
+        def for_model(self, model):
+            result = original_for_model(self, model)
+            for split, data in result.evals.items():
+                split_of[id(data)] = split
+            return result
+
+        inputs.SearchData.for_model = PROFILER.wrap(for_model, "data: search inputs (fingerprints)")
     patch_methods(inputs.EvalData, lambda self, *a, **k: f"evaluation: {split_of.get(id(self), '?')}",
                   names=["evaluate"])
     patch_methods(search.LotterySearch, "model build", names=["_masked_model"])

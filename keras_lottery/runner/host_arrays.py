@@ -44,11 +44,24 @@ def aligned_take(array: np.ndarray, index: np.ndarray) -> np.ndarray:
     return out
 
 
-def aligned(array: np.ndarray) -> np.ndarray:
-    """`array` itself if it `is_aligned`, else an aligned copy."""
+def aligned(array: np.ndarray, dtype=None) -> np.ndarray:
+    """`array` itself if it `is_aligned`, else an aligned copy.
+
+    Args:
+        array: the array.
+        dtype: the dtype of the copy, when one is made (default: the
+            array's); an aligned array is returned as it is.
+
+    Returns:
+        An array that `is_aligned`.
+
+    Example:
+    >>> aligned(np.arange(3.0)[1:], np.float32).dtype
+    dtype('float32')
+    """
     array = np.asarray(array)
     if is_aligned(array):
         return array
-    out = aligned_empty(array.shape, array.dtype)
-    np.copyto(out, array)
+    out = aligned_empty(array.shape, array.dtype if dtype is None else dtype)
+    np.copyto(out, array, casting="same_kind")
     return out

@@ -118,6 +118,7 @@ class TrainData:
     kind: str  # "arrays", "tf.data", "pydataset", "generator" or "dataloader"
     batch_size: int | None
     seed: int
+    x_dtypes: Any = dataclasses.field(default=None, compare=False, repr=False)
     _tensors: Any = dataclasses.field(default=None, compare=False, repr=False)
 
     @classmethod
@@ -190,12 +191,10 @@ class TrainData:
     def _tf_tensors(self) -> Any:
         """The NumPy arrays as TensorFlow tensors, made once for every
         branch's stream, sharing the arrays' memory where they can
-        (`host_tensor`)."""
+        (`host_tensor`; a copy it must make of an input is made in the
+        model's input dtype, `x_dtypes`)."""
         if self._tensors is None:
-            import tensorflow as tf
-
-            arrays = keras.tree.map_structure(np.asarray, keras.tree.lists_to_tuples(self.source))
-            object.__setattr__(self, "_tensors", tf.nest.map_structure(host_tensor, arrays))
+            object.__setattr__(self, "_tensors", _host_tensors(self.source, self.x_dtypes))
         return self._tensors
 
     def fingerprint(self) -> str:
@@ -203,15 +202,24 @@ class TrainData:
         return _fingerprint(self.source, self.kind)
 
 
-def host_tensor(array: np.ndarray) -> Any:
+def host_tensor(array: np.ndarray, dtype: Any = None) -> Any:
     """A TensorFlow tensor of a NumPy array, sharing its memory where it can.
 
     `tf.constant` holds about twice the array's size (a copy and a
     transient). An aligned, C-contiguous numeric array (`host_arrays.aligned`)
     becomes a tensor over the same memory through DLPack, no copy; another
-    numeric array is first copied once into an aligned one. Other arrays
-    (strings, objects) go through `tf.constant`. The tensor reads the
-    array: do not change the array while the tensor is in use.
+    numeric array is first copied once into an aligned one, in `dtype`
+    when given. Other arrays (strings, objects) go through `tf.constant`.
+    The tensor reads the array: do not change the array while the tensor
+    is in use.
+
+    Args:
+        array: the array.
+        dtype: the dtype of the copy, if one is needed (default: the
+            array's).
+
+    Returns:
+        A `tf.Tensor`.
 
     Example:
     >>> host_tensor(np.arange(3, dtype=np.float32)).numpy().tolist()  # doctest: +SKIP
@@ -224,11 +232,92 @@ def host_tensor(array: np.ndarray) -> Any:
     array = np.asarray(array)
     if array.dtype.kind not in "biuf" or array.ndim == 0 or array.size == 0:
         return tf.constant(array)
-    array = aligned(array)
+    array = aligned(array, dtype)
     try:
         return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
     except Exception:  # noqa: BLE001 - a dtype or build without DLPack support
         return tf.constant(array)
+
+
+def narrowed_inputs(model: keras.Model, x: Any) -> Any:
+    """For each array of the inputs `x`, the float dtype the model converts
+    it to at every batch when that is narrower than the array's, else None.
+
+    A functional or Sequential model converts each input to its `Input`'s
+    dtype before anything else (float64 NumPy images to float32, say), so
+    converting the arrays once gives the model the same values. A model
+    without known inputs (subclassed) gets no conversion.
+
+    Args:
+        model: the model.
+        x: the inputs: an array, a list or tuple of arrays in the order of
+            `model.inputs`, or a dict keyed by input names.
+
+    Returns:
+        The structure of `x` with a dtype or None per array, or None when
+        nothing is converted.
+
+    Example:
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> narrowed_inputs(model, np.zeros((4, 2)))
+    'float32'
+    """
+    try:
+        inputs = list(model.inputs or ())
+    except (AttributeError, ValueError):  # a subclassed model has none
+        return None
+    if isinstance(x, dict):
+        by_name = {tensor.name: tensor for tensor in inputs}
+        if not set(x) <= set(by_name):
+            return None
+        dtypes = {key: _narrowed(array, by_name[key].dtype) for key, array in x.items()}
+        return dtypes if any(dtypes.values()) else None
+    arrays = list(x) if isinstance(x, (list, tuple)) else [x]
+    if len(arrays) != len(inputs):
+        return None
+    dtypes = [_narrowed(array, tensor.dtype) for array, tensor in zip(arrays, inputs)]
+    if not any(dtypes):
+        return None
+    return dtypes[0] if not isinstance(x, (list, tuple)) else type(x)(dtypes)
+
+
+def _narrowed(array: Any, dtype: Any) -> str | None:
+    array_dtype = getattr(array, "dtype", None)
+    if array_dtype is None or np.dtype(array_dtype).kind != "f":
+        return None
+    target = keras.backend.standardize_dtype(dtype)
+    try:
+        target_dtype = np.dtype(target)
+    except TypeError:  # bfloat16 and others NumPy does not know
+        return None
+    if target_dtype.kind != "f" or target_dtype.itemsize >= np.dtype(array_dtype).itemsize:
+        return None
+    return target
+
+
+def _host_tensors(source: tuple, x_dtypes: Any) -> Any:
+    """The arrays `(x, y[, sample_weight])` as tensors (`host_tensor`),
+    x's copies (if any) in `x_dtypes`."""
+    import tensorflow as tf
+
+    arrays = keras.tree.map_structure(np.asarray, keras.tree.lists_to_tuples(source))
+    x, *rest = arrays
+    if x_dtypes is None:
+        x = tf.nest.map_structure(host_tensor, x)
+    else:
+        x = tf.nest.map_structure(host_tensor, x, keras.tree.lists_to_tuples(x_dtypes))
+    return (x, *tf.nest.map_structure(host_tensor, tuple(rest)))
+
+
+def _converted_inputs(source: tuple, x_dtypes: Any) -> tuple:
+    """`(x, y[, sample_weight])` with x's arrays in `x_dtypes` (NumPy)."""
+    if x_dtypes is None:
+        return source
+    x, *rest = source
+    x = keras.tree.map_structure(
+        lambda array, dtype: array if dtype is None else np.asarray(array).astype(dtype),
+        keras.tree.lists_to_tuples(x), keras.tree.lists_to_tuples(x_dtypes))
+    return (x, *rest)
 
 
 def _array_stream(arrays: tuple, batch_size: int, seed: int, start: int) -> Iterator[tuple]:
@@ -339,7 +428,9 @@ class EvalData:
 
     source: Any
     kind: str
+    x_dtypes: Any = dataclasses.field(default=None, compare=False, repr=False)
     _batches: Any = dataclasses.field(default=None, compare=False, repr=False)
+    _converted: Any = dataclasses.field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, data: Any, what: str) -> EvalData:
@@ -366,7 +457,7 @@ class EvalData:
         if self.kind == "arrays" and keras.backend.backend() == "tensorflow":
             logs = _evaluate_in_one_call(model, self._tf_batches(batch_size))
         elif self.kind == "arrays":
-            x, y, *weights = self.source
+            x, y, *weights = self._arrays()
             logs = model.evaluate(x, y, sample_weight=weights[0] if weights else None,
                                   batch_size=batch_size, verbose=0, return_dict=True)
         elif self.kind in ("generator", "dataloader"):
@@ -387,10 +478,17 @@ class EvalData:
         if self._batches is None:
             import tensorflow as tf
 
-            source = tf.nest.map_structure(host_tensor, keras.tree.lists_to_tuples(self.source))
+            source = _host_tensors(self.source, self.x_dtypes)
             batches = tf.data.Dataset.from_tensor_slices(source).batch(batch_size)
             object.__setattr__(self, "_batches", batches.prefetch(tf.data.AUTOTUNE))
         return self._batches
+
+    def _arrays(self) -> tuple:
+        """The NumPy arrays, inputs in `x_dtypes` (converted once: Keras's
+        `model.evaluate` would convert them whole at every evaluation)."""
+        if self._converted is None:
+            object.__setattr__(self, "_converted", _converted_inputs(self.source, self.x_dtypes))
+        return self._converted
 
 
 # model -> {"tracker": its compiled loss tracker, batches: test function}
@@ -434,7 +532,7 @@ def _fingerprint(source: Any, kind: str) -> str:
         for array in keras.tree.flatten(source):
             array = np.ascontiguousarray(array)
             digest.update(f"{array.dtype}{array.shape}".encode())
-            digest.update(array.tobytes())
+            digest.update(array.data)  # the bytes, without a copy
     elif kind == "tf.data":
         digest.update(repr(source.element_spec).encode())
         digest.update(str(int(source.cardinality())).encode())
@@ -469,6 +567,7 @@ class SearchData:
     train: TrainData
     evals: dict[str, EvalData]
     eval_batch_size: int
+    _fingerprint: list = dataclasses.field(default_factory=list, compare=False, repr=False)
 
     @classmethod
     def of(cls, train: Any, validation_data: Any = None, test_data: Any = None,
@@ -494,10 +593,37 @@ class SearchData:
         return cls(TrainData.of(train, batch_size, seed), evals, max(256, batch_size or 0))
 
     def fingerprint(self) -> str:
-        """A short hash of all splits (part of the run's identity)."""
-        parts = [self.train.fingerprint()] + [f"{k}={v.fingerprint()}"
-                                              for k, v in sorted(self.evals.items())]
-        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+        """A short hash of all splits (part of the run's identity),
+        computed once."""
+        if not self._fingerprint:
+            parts = [self.train.fingerprint()] + [f"{k}={v.fingerprint()}"
+                                                  for k, v in sorted(self.evals.items())]
+            self._fingerprint.append(hashlib.sha256("|".join(parts).encode()).hexdigest()[:12])
+        return self._fingerprint[0]
+
+    def for_model(self, model: keras.Model) -> SearchData:
+        """The same data, its NumPy inputs to be converted once to the
+        narrower float dtype the model would convert every batch to
+        (`narrowed_inputs`: float64 images for a float32 model), when the
+        search has to copy them anyway or Keras would convert them at
+        every call. The values the model sees are the same; the
+        fingerprint is the original data's.
+
+        Args:
+            model: the model the data is trained and evaluated on.
+
+        Returns:
+            A `SearchData`.
+        """
+        def converted(data):
+            if data.kind != "arrays":
+                return data
+            return dataclasses.replace(data, x_dtypes=narrowed_inputs(model, data.source[0]))
+
+        return dataclasses.replace(
+            self, train=converted(self.train),
+            evals={name: converted(data) for name, data in self.evals.items()},
+            _fingerprint=[self.fingerprint()])
 
     def evaluate(self, model: keras.Model,
                  names: Sequence[str] | None = None) -> dict[str, float]:

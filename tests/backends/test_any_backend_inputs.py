@@ -220,3 +220,71 @@ def test_host_tensor_holds_the_array(array):
     tensor = inputs.host_tensor(array)
     assert tuple(tensor.shape) == array.shape
     np.testing.assert_array_equal(tensor.numpy().astype(array.dtype), array)
+
+
+# Inputs converted once to the model's dtype (issue 22) ----------------------
+def _two_inputs():
+    image, count = keras.Input((3,), name="image"), keras.Input((1,), name="count", dtype="int32")
+    merged = keras.layers.Concatenate()([image, keras.ops.cast(count, "float32")])
+    return keras.Model([image, count], keras.layers.Dense(1)(merged))
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(1)
+
+    def call(self, x):
+        return self.dense(x)
+
+
+def test_narrowed_inputs_are_the_float_inputs_the_model_narrows():
+    sequential = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    wide, narrow = np.zeros((4, 3)), np.zeros((4, 3), "float32")
+    assert inputs.narrowed_inputs(sequential, wide) == "float32"
+    assert inputs.narrowed_inputs(sequential, narrow) is None  # already the model's
+    assert inputs.narrowed_inputs(sequential, np.zeros((4, 3), "uint8")) is None  # not a float
+    assert inputs.narrowed_inputs(sequential, [wide, wide]) is None  # not the model's structure
+    model, counts = _two_inputs(), np.zeros((4, 1), "int64")
+    assert inputs.narrowed_inputs(model, [wide, counts]) == ["float32", None]
+    assert inputs.narrowed_inputs(model, (narrow, counts)) is None
+    assert inputs.narrowed_inputs(model, {"count": counts, "image": wide}) == {"count": None,
+                                                                             "image": "float32"}
+    assert inputs.narrowed_inputs(model, {"other": wide}) is None
+    float64 = keras.Sequential([keras.Input((3,), dtype="float64"), keras.layers.Dense(1)])
+    assert inputs.narrowed_inputs(float64, wide) is None  # a float64 model keeps float64
+    assert inputs.narrowed_inputs(_Subclassed(), wide) is None  # its inputs are unknown
+
+
+def test_converted_inputs_give_the_model_the_same_values():
+    model = _two_inputs()
+    x = [RNG_WIDE.normal(size=(40, 3)), np.arange(40).reshape(40, 1)]
+    y = RNG_WIDE.normal(size=(40, 1))
+    data = SearchData.of((x, y), (x, y), batch_size=8)
+    converted = data.for_model(model)
+    assert converted.fingerprint() == data.fingerprint()  # the run is the same run
+    assert converted.train.x_dtypes == ["float32", None]
+    batch, wide_batch = next(iter(converted.train.stream(3))), next(iter(data.train.stream(3)))
+    for part, wide_part in zip(keras.tree.flatten(batch), keras.tree.flatten(wide_batch)):
+        np.testing.assert_array_equal(np.asarray(part), np.asarray(wide_part).astype(np.asarray(part).dtype))
+    # what the model computes from them, bit for bit, and the same metrics
+    np.testing.assert_array_equal(model.predict_on_batch(list(batch[0])),
+                                  model.predict_on_batch(list(wide_batch[0])))
+    model.compile("sgd", "mse", metrics=["mae"])
+    assert converted.evaluate(model) == data.evaluate(model)
+
+
+
+@on_tensorflow
+def test_a_copy_of_wide_inputs_is_made_in_the_model_dtype():
+    """A float64 array TensorFlow cannot take as it is (not 64-byte aligned)
+    is copied once: as float32, half the memory, since the model converts
+    every batch to float32."""
+    x = np.zeros(40 * 3 + 1)[1:].reshape(40, 3)  # 8 bytes off an aligned start
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    data = SearchData.of((x, np.zeros(40)), batch_size=8).for_model(model)
+    images, _ = next(iter(data.train.stream(0)))
+    assert images.dtype == "float32"
+
+
+RNG_WIDE = np.random.default_rng(3)
