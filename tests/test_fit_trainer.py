@@ -183,3 +183,27 @@ def test_evaluation_sees_every_batch_while_training_runs_long_calls():
         histories.append(json.dumps(trainer.run()))
         assert model.steps_per_execution == 1  # as compiled, after the branch
     assert histories[0] == histories[1]
+
+
+def test_the_trainers_of_a_run_share_one_optimizer_per_offset_and_train_as_fresh_ones():
+    """Branches of one run reuse the optimizer (its variables reset as
+    built) and the traced functions: a second branch from the same weights
+    trains exactly as the first (a fresh optimizer); a branch at another
+    offset gets its own optimizer and compiles the model again."""
+    model, compiled = _model(rate=0.05), {}
+    initial = [np.array(w) for w in model.get_weights()]
+    histories, optimizers = [], []
+    for start in (0, 0, 4, 0):
+        model.set_weights(initial)
+        trainer = _trainer(model, steps=12, start=start, compiled=compiled)
+        optimizers.append(trainer.optimizer)
+        histories.append(json.dumps(trainer.run()))
+        assert int(trainer.optimizer.iterations) == 12 - start
+    first, again, offset, back = histories
+    assert again == first  # the reset optimizer is as good as a fresh one
+    assert offset != first  # another start: another schedule and stream position
+    assert back == first  # back at offset 0 after the model was compiled for offset 4
+    assert optimizers[0] is optimizers[1] is optimizers[3] is not optimizers[2]
+    assert model.optimizer is optimizers[3]
+    if LONG_CALLS:  # the interval's training function, traced once since the last compile
+        assert set(compiled["train functions"]) == {4}

@@ -114,6 +114,13 @@ class FitTrainer(Trainer):
             early-stop and last records only (`runner.evaluation`).
         verbose: 1 shows the Keras progress bar on a terminal.
         scope: the strategy's scope (a context manager factory).
+        compiled: a dict the trainers of one run share (one model, one set
+            of compile arguments; they train one after another). Each
+            branch still starts from a fresh optimizer, but the run keeps
+            one per learning-rate offset and resets its variables to their
+            values as built, so the model is not compiled again and its
+            traced (JAX: compiled) training and evaluation functions are
+            reused instead of traced once per branch.
 
     Example:
     >>> trainer = FitTrainer(model, compat.compile_arguments(user_model), data, steps=3000,
@@ -126,7 +133,7 @@ class FitTrainer(Trainer):
                  callbacks: Sequence[keras.callbacks.Callback] = (), label: str = "",
                  monitor: str = "val_loss", verbose: int = 0,
                  scope: Callable[[], Any] | None = None, maximize: bool = False,
-                 test_curves: bool = False):
+                 test_curves: bool = False, compiled: dict | None = None):
         super().__init__(model, tuple(data.evals), steps, eval_every, start=start,
                          checkpoint_every=checkpoint_every, monitor=monitor,
                          maximize=maximize, test_curves=test_curves)
@@ -134,10 +141,28 @@ class FitTrainer(Trainer):
         self.callbacks, self.verbose = list(callbacks), verbose
         self.compiled_per_call = int(compile_args.get("steps_per_execution") or 1)
         self.distributed = scope is not None
+        self._compiled = {} if compiled is None else compiled
         with scope() if scope is not None else contextlib.nullcontext():
-            self.optimizer = fresh_optimizer(compile_args["optimizer"], offset=start)
-            model.compile(**{**compile_args, "optimizer": self.optimizer})
-            self.optimizer.build(model.trainable_variables)
+            self.optimizer = self._fresh_optimizer(compile_args["optimizer"], start)
+            if model.optimizer is not self.optimizer:
+                model.compile(**{**compile_args, "optimizer": self.optimizer})
+                self._compiled["train functions"] = {}  # traced for the previous compile
+
+    def _fresh_optimizer(self, compiled: keras.optimizers.Optimizer,
+                         start: int) -> keras.optimizers.Optimizer:
+        """The run's optimizer for branches starting at `start`, its
+        variables as built (a new one the first time)."""
+        kept = self._compiled.get(("optimizer", start))
+        if kept is not None and len(kept[0].variables) == len(kept[1]):
+            optimizer, initial = kept
+            for variable, value in zip(optimizer.variables, initial):
+                variable.assign(value)
+            return optimizer
+        optimizer = fresh_optimizer(compiled, offset=start)
+        optimizer.build(self.model.trainable_variables)
+        initial = [keras.ops.convert_to_numpy(v) for v in optimizer.variables]
+        self._compiled[("optimizer", start)] = (optimizer, initial)
+        return optimizer
 
     def reseed(self, seed: int) -> None:
         """Trains on the data order of `seed` from now on.
@@ -222,17 +247,21 @@ class FitTrainer(Trainer):
     @contextlib.contextmanager
     def _training_calls(self, count: int) -> Iterator[None]:
         """The model trains `count` steps per call in the block, and as
-        compiled after it; Keras builds its training function for the count
-        it first sees, so the function is built anew on the way in and out."""
-        saved = self.model.steps_per_execution
-        if count == saved:
+        compiled after it. Keras builds its training function for the count
+        it first sees, so the block swaps in the one of `count` (kept for
+        the run's later branches until the model is compiled again) and
+        puts the model's own back after."""
+        saved = self.model.steps_per_execution, self.model.train_function
+        if count == saved[0]:
             yield
             return
-        self.model.steps_per_execution, self.model.train_function = count, None
+        functions = self._compiled.setdefault("train functions", {})
+        self.model.steps_per_execution, self.model.train_function = count, functions.get(count)
         try:
             yield
         finally:
-            self.model.steps_per_execution, self.model.train_function = saved, None
+            functions[count] = self.model.train_function
+            self.model.steps_per_execution, self.model.train_function = saved
 
     @contextlib.contextmanager
     def _failures(self) -> Iterator[None]:

@@ -279,7 +279,7 @@ class LotterySearch:
                   "strategy": "mirrored" if strategy is not None else "default"}
         if data.train.kind == "arrays":
             values["batch_size"] = batch_size
-        return LotteryConfig.from_dict(values), model, compile_args, data, strategy
+        return LotteryConfig.from_dict(values), model, compile_args, data.for_model(model), strategy
 
     def _engine(self, config: LotteryConfig, model: keras.Model, compile_args: dict[str, Any],
                 data: SearchData, strategy, callbacks) -> Engine:
@@ -290,6 +290,7 @@ class LotterySearch:
                                 "fingerprint": data.fingerprint()})
         _save_model(model, run_dir)
         scope = strategy.scope if strategy is not None else None
+        compiled: dict = {}  # one optimizer per offset, traced functions (FitTrainer)
 
         def make_trainer(start: int, label: str) -> FitTrainer:
             return FitTrainer(model, compile_args, data, steps=config.steps,
@@ -297,7 +298,7 @@ class LotterySearch:
                               checkpoint_every=config.checkpoint_every, callbacks=callbacks,
                               label=label, monitor=config.monitor, verbose=config.verbose,
                               scope=scope, maximize=config.maximize,
-                              test_curves=config.test_curves)
+                              test_curves=config.test_curves, compiled=compiled)
 
         return Engine(config, model, make_trainer, run_dir, metric=None,
                       batches=lambda n: data.train.batches(n), loss=_loss(compile_args))
