@@ -93,3 +93,68 @@ def test_a_restored_checkpoint_trains_on_exactly_as_without_interruption(tmp_pat
     assert all(np.array_equal(keras.ops.convert_to_numpy(v), w)
                for v, w in zip(model.weights, trained))
     assert resumed.timed_steps == 2 and resumed.steps_per_second > 0  # the first chunk untimed
+
+
+def _run_with_and_without_a_copy(tmp_path, x, y, hidden=("relu",), **settings):
+    """The same branch trained twice: evaluating in line, and on an
+    evaluation copy in the background; returns both trainers, their
+    checkpoints and final weights."""
+    splits = Splits(x, y, {"val": (x[:16], y[:16]), "test": (x[16:32], y[16:32])}, STATS)
+    config = _config(tmp_path, **settings)
+    runs = []
+    for copy in (None, _model(hidden)):
+        model, compiled, states = _model(hidden), {}, []
+        trainer = _trainer(model, config, splits, compiled=compiled, evaluation_copy=copy)
+        trainer.run(on_checkpoint=states.append)
+        if copy is not None:  # the copy's evaluation function ran, in the background thread
+            assert compiled["eval copy"].experimental_get_tracing_count() == 1
+            assert "background" in compiled
+        runs.append((trainer, [s.step for s in states],
+                     [keras.ops.convert_to_numpy(v).copy() for v in model.weights]))
+    return runs
+
+
+def test_evaluation_on_a_copy_beside_training_keeps_the_same_records(tmp_path):
+    x, y = _images()
+    (inline, inline_states, inline_weights), (beside, states, weights) = (
+        _run_with_and_without_a_copy(tmp_path, x, y, steps=12, eval_every=2, checkpoint_every=4))
+    assert json.dumps(beside.history) == json.dumps(inline.history)  # test at best and last too
+    assert [h["step"] for h in beside.history] == [0, 2, 4, 6, 8, 10, 12]
+    assert states == inline_states == [4, 8]  # a checkpoint waits for its record
+    assert all(np.array_equal(a, b) for a, b in zip(weights, inline_weights))
+    assert beside.last_finite.step == 12 and all(
+        np.array_equal(a, b) for a, b in zip(beside.last_finite.values, inline.last_finite.values))
+
+
+def test_on_a_copy_nan_weights_are_found_at_their_evaluation_step(tmp_path):
+    x, y = _images()
+    x[:, 0, 0, 0] = np.nan  # every batch: NaN weights behind a finite loss
+    (inline, _, _), (beside, _, _) = _run_with_and_without_a_copy(
+        tmp_path, x, y, steps=8, eval_every=2)
+    assert inline.diverged_at == beside.diverged_at == 2
+    assert "weights became NaN" in beside.divergence
+    named = [w.path for w in beside.model.weights if w.path in beside.divergence]
+    assert named  # the trained model's weight, though the copy's weights were checked
+    inline_named = [w.path for w in inline.model.weights if w.path in inline.divergence]
+    assert beside.divergence.replace(named[0], "W") == inline.divergence.replace(inline_named[0], "W")
+    assert json.dumps(beside.history) == json.dumps(inline.history)
+    assert beside.last_finite.step == inline.last_finite.step == 0
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_a_non_finite_step_after_a_record_evaluated_beside_training_stops_there(tmp_path, copy):
+    x, y = _images(128)  # 16 batches an epoch: step 11 is the example's first
+    config = _config(tmp_path, steps=24, eval_every=8)
+    coded = np.ones_like(x) * np.arange(128, dtype="float32")[:, None, None, None]
+    batches = pipeline.train_batches(coded, y, 8, config.seed, stats=STATS)
+    order = [np.rint(batch[:, 0, 0, 0].numpy() * 255).astype(int) for batch, _ in batches.take(11)]
+    example = order[10][0]  # step 11, while the record of step 8 is evaluated beside it
+    x[example, 4, 4, 0] = np.nan
+    assert all(example not in batch for batch in order[:10])
+    clean = np.delete(x, example, 0)[:16], np.delete(y, example, 0)[:16]
+    splits = Splits(x, y, {"val": clean}, STATS)
+    trainer = _trainer(_model(), config, splits, evaluation_copy=_model() if copy else None)
+    history = trainer.run()
+    assert trainer.diverged_at == 11 and trainer.step == 11
+    assert [h["step"] for h in history] == [0, 8, 11]
+    assert trainer.last_finite.step == 8
