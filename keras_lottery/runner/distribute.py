@@ -51,18 +51,6 @@ def is_multiworker(strategy: tf.distribute.Strategy) -> bool:
     )
 
 
-def is_one_device(strategy: tf.distribute.Strategy) -> bool:
-    """Whether `strategy` is TensorFlow's default one (one device, no
-    replicas: `make_strategy("default")`).
-
-    Example:
-    >>> is_one_device(make_strategy("default"))
-    True
-    """
-    tf = _tf()
-    return not tf.distribute.has_strategy() and strategy is tf.distribute.get_strategy()
-
-
 @contextlib.contextmanager
 def peer_failures_reported(strategy: tf.distribute.Strategy) -> Iterator[None]:
     """Turns TensorFlow's collective errors into a `WorkerFailedError`."""

@@ -8,11 +8,7 @@ loop). The base class holds the branch's state and its rules, once:
 - the evaluation records: `end_interval` builds each record (running
   training metrics, the splits the `SplitSchedule` evaluates), checks it
   for divergence and follows early stopping; `checkpoint` hands over the
-  state when one is due. A trainer may instead `defer_interval`: the
-  evaluation runs in the background on a copy of the weights while
-  training goes on, and the record is kept (`settle`) before the next
-  one, a checkpoint, a hook's halt or the end: the same records, in the
-  same order, one interval later;
+  state when one is due;
 - divergence (`runner.divergence`): `advance` checks the training loss
   as steps complete (each step, or each compiled call of several),
   `end_interval` the weights and the monitored loss;
@@ -29,13 +25,11 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
 
 import keras
 
-from keras_lottery.rewind import WeightSnapshot, rewindable_weights, snapshot_weights
+from keras_lottery.rewind import WeightSnapshot, snapshot_weights
 from keras_lottery.runner import divergence
 from keras_lottery.runner.checkpoint import BranchState
 from keras_lottery.runner.early_stop import is_finite
@@ -95,7 +89,6 @@ class Trainer(abc.ABC):
         self._timed_once = False  # the first interval (tracing, compiling) is not timed
         self._last_checkpoint = 0
         self._schedule = SplitSchedule(splits, monitor, maximize, every_time=test_curves)
-        self._pending: tuple | None = None  # a deferred interval's end (`defer_interval`)
 
     # What a subclass provides ---------------------------------------------
     @abc.abstractmethod
@@ -151,7 +144,6 @@ class Trainer(abc.ABC):
                 every = self.checkpoint_every
                 self._last_checkpoint = self.step // every if every else 0
                 self._train(on_eval, on_checkpoint, at_step or {}, on_progress)
-            self.settle(on_eval)
             self._schedule.complete(self.history, self.model, self.evaluate, on_eval)
         return self.history
 
@@ -181,8 +173,7 @@ class Trainer(abc.ABC):
         """Evaluates at the current step and keeps the record.
 
         The record is checked for divergence (`runner.divergence`), followed
-        by early stopping and given to `on_eval`. A deferred interval's
-        record is kept first (`settle`).
+        by early stopping and given to `on_eval`.
 
         Args:
             train: the running means of the training metrics since the
@@ -196,63 +187,14 @@ class Trainer(abc.ABC):
         Raises:
             MonitorError: if the first record lacks `monitor`.
         """
-        self.settle(on_eval)
         evaluated = self.evaluate(self._schedule.each)
         if not self.history and self.monitor not in evaluated:  # name every key in the error
             evaluated.update(self.evaluate(self._schedule.lacking(evaluated)))
-        return self._keep(self.step, train, evaluated, self.model, on_eval)
-
-    def defer_interval(self, train: Mapping[str, float], evaluation: Future[Record],
-                       model: keras.Model) -> None:
-        """Ends the interval at the current step without waiting for its
-        evaluation: `evaluation` (of the splits `evaluated_each_time`)
-        runs on `model`, a copy of the weights at this step that nothing
-        changes until the record is kept by `settle`. Only after a first
-        record (which names the keys).
-
-        Args:
-            train: as for `end_interval`.
-            evaluation: the evaluation's future `<split>_<metric>` values.
-            model: the copy it evaluates.
-        """
-        if not self.history or self._pending is not None:
-            raise RuntimeError("defer_interval needs a first record and nothing pending")
-        self._pending = (self.step, dict(train), evaluation, model)
-
-    @property
-    def evaluated_each_time(self) -> tuple[str, ...]:
-        """The splits every record evaluates (`runner.evaluation`)."""
-        return self._schedule.each
-
-    def settle(self, on_eval: OnEval | None = None) -> Record | None:
-        """Keeps the deferred interval's record, if any (waiting for its
-        evaluation), as `end_interval` would have at its step. If the
-        record shows the branch diverged, the model gets that step's
-        weights back and `step` goes back to it: training stops there,
-        as it would have. Call it before acting on steps trained since.
-
-        Returns:
-            The record, or None if nothing was pending.
-        """
-        if self._pending is None:
-            return None
-        step, train, evaluation, model = self._pending
-        self._pending = None
-        record = self._keep(step, train, evaluation.result(), model, on_eval)
-        if self.diverged_at == step:  # the branch stops there: its weights, its step
-            for weight, copied in zip(self.model.weights, model.weights):
-                weight.assign(copied)
-            self.step = step
-        return record
-
-    def _keep(self, step: int, train: Mapping[str, float] | None, evaluated: Record,
-              model: keras.Model, on_eval: OnEval | None) -> Record:
-        """Keeps the record of `step`, whose weights `model` holds."""
         trained = train is not None
         if train is None:  # the names later records have, in their order
             names = [self._schedule.metric(key) for key in evaluated] or ["loss"]
             train = dict.fromkeys(names, float("nan"))
-        record: Record = {"step": step, **{f"train_{k}": v for k, v in train.items()},
+        record: Record = {"step": self.step, **{f"train_{k}": v for k, v in train.items()},
                           **evaluated}
         if not self.history and self.monitor not in record:
             raise MonitorError(
@@ -262,26 +204,22 @@ class Trainer(abc.ABC):
                    " (pass validation_data to get val_* keys)")
             )
         self.history.append(record)
-        self._check(record, trained, model)
-        self._schedule.track(record, model, step, self.last_finite)
+        self._check(record, trained)
+        self._schedule.track(record, self.model, self.step, self.last_finite)
         if on_eval is not None:
             on_eval(record)
         return record
 
-    def _check(self, record: Record, trained: bool, model: keras.Model) -> None:
+    def _check(self, record: Record, trained: bool) -> None:
         """The divergence rule at an evaluation: the first one found
-        diverged is kept; until then the weights (`model`'s) become
-        `last_finite`."""
+        diverged is kept; until then the weights become `last_finite`."""
         if self.diverged_at is not None:
             return
-        snapshot = snapshot_weights(model, step=record["step"])
-        if model is not self.model:  # a copy's weights, under the model's names
-            paths = tuple(w.path for w in rewindable_weights(self.model))
-            snapshot = dataclasses.replace(snapshot, paths=paths)
+        snapshot = snapshot_weights(self.model, step=self.step)
         losses = divergence.counted_losses(self._schedule.monitored, trained)
         self.divergence = divergence.cause(record, snapshot, losses)
         if self.divergence is not None:
-            self.diverged_at = record["step"]
+            self.diverged_at = self.step
         else:
             self.last_finite = snapshot
 
@@ -300,9 +238,6 @@ class Trainer(abc.ABC):
             return
         if self.step // every > self._last_checkpoint:
             self._last_checkpoint = self.step // every
-            self.settle(on_eval)
-            if self.diverged_at is not None:
-                return
             self._schedule.complete_best(self.model, self.evaluate, on_eval)
             on_checkpoint(self.state())
 

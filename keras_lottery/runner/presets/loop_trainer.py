@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import keras
 import numpy as np
@@ -180,12 +178,6 @@ class LoopTrainer(Trainer):
             whose variables are reset to their initial values, so that its
             traced step function (and the evaluation function) is reused
             instead of traced again, once per learning-rate offset.
-        evaluation_copy: a model of the same architecture (None: none).
-            With it, an interval's evaluation runs on a copy of the
-            weights in a background thread while the next interval trains
-            (`Trainer.defer_interval`), on a machine's other cores: the
-            same numbers, from the same function. Only for the default
-            strategy.
 
     Example:
     >>> trainer = LoopTrainer(model, config, strategy, splits, start=0)
@@ -194,7 +186,7 @@ class LoopTrainer(Trainer):
 
     def __init__(self, model: keras.Model, config: LotteryConfig,
                  strategy: tf.distribute.Strategy, splits: Splits, start: int = 0,
-                 compiled: dict | None = None, evaluation_copy: keras.Model | None = None):
+                 compiled: dict | None = None):
         super().__init__(model, tuple(splits.evals), config.steps, config.eval_every,
                          start=start, checkpoint_every=config.checkpoint_every,
                          monitor=config.monitor, maximize=config.maximize,
@@ -217,15 +209,7 @@ class LoopTrainer(Trainer):
             initial = [keras.ops.convert_to_numpy(v) for v in self.optimizer.variables]
             self._train_fn = self._make_train_fn()
             compiled[start] = (self.optimizer, self._train_fn, initial)
-        self._eval_fn = compiled.setdefault("eval", tf.function(
-            functools.partial(self._eval_split, model)))
-        self._copy = evaluation_copy
-        if evaluation_copy is not None:
-            if len(evaluation_copy.weights) != len(model.weights):
-                raise ValueError("evaluation_copy must have the model's architecture")
-            self._copy_eval_fn = compiled.setdefault("eval copy", tf.function(
-                functools.partial(self._eval_split, evaluation_copy)))
-            self._background = compiled.setdefault("background", ThreadPoolExecutor(1))
+        self._eval_fn = compiled.setdefault("eval", tf.function(self._eval_split))
 
     def _make_train_fn(self) -> Callable:
         model, optimizer, strategy = self.model, self.optimizer, self.strategy
@@ -260,8 +244,8 @@ class LoopTrainer(Trainer):
 
         return train_fn
 
-    def _eval_split(self, model, images, labels, scale, mean, std):
-        """Summed loss and hits of `model` over a split of uint8 images, in batches of
+    def _eval_split(self, images, labels, scale, mean, std):
+        """Summed loss and hits over a split of uint8 images, in batches of
         `_EVAL_BATCH`, in one call: each batch standardized as the training
         pipeline does (`pipeline._standardize`, with `scale` = 255, `mean`
         and `std` as arguments: the same float32 values), the sums added up
@@ -270,7 +254,7 @@ class LoopTrainer(Trainer):
         for start in tf.range(0, tf.shape(labels)[0], _EVAL_BATCH):
             batch_labels = labels[start:start + _EVAL_BATCH]
             batch = (tf.cast(images[start:start + _EVAL_BATCH], tf.float32) / scale - mean) / std
-            logits = model(batch, training=False)
+            logits = self.model(batch, training=False)
             batch_loss = tf.reduce_sum(self._loss(batch_labels, logits))
             batch_hits = tf.reduce_sum(
                 tf.cast(tf.equal(tf.argmax(logits, -1), batch_labels), tf.float32))
@@ -278,30 +262,19 @@ class LoopTrainer(Trainer):
             hits += tf.cast(batch_hits, tf.float64)
         return loss, hits
 
-    def evaluate(self, names: tuple[str, ...] | None = None,
-                 function: Callable | None = None) -> dict[str, float]:
-        """Loss and accuracy on every evaluation split (or on those named),
-        of the model (or of the model `function` evaluates)."""
+    def evaluate(self, names: tuple[str, ...] | None = None) -> dict[str, float]:
+        """Loss and accuracy on every evaluation split (or on those named)."""
         results = {}
         for name in self.splits.evals:
             if names is None or name in names:
-                results.update(self._evaluate_split(name, function or self._eval_fn))
+                results.update(self._evaluate_split(name))
         return results
 
-    def _evaluate_split(self, name: str, function: Callable) -> dict[str, float]:
+    def _evaluate_split(self, name: str) -> dict[str, float]:
         images, labels = self.splits.standardized(name)
-        loss, hits = function(images, labels, *self.splits.stat_tensors())
+        loss, hits = self._eval_fn(images, labels, *self.splits.stat_tensors())
         count = int(labels.shape[0])
         return {f"{name}_loss": float(loss) / count, f"{name}_accuracy": float(hits) / count}
-
-    def _defer(self, train: dict[str, float]) -> None:
-        """Ends the interval with its evaluation in the background, on the
-        evaluation copy holding the weights (and masks) of this step."""
-        for copied, weight in zip(self._copy.weights, self.model.weights):
-            copied.assign(weight)
-        names = self.evaluated_each_time
-        evaluation = self._background.submit(self.evaluate, names, self._copy_eval_fn)
-        self.defer_interval(train, evaluation, self._copy)
 
     def reseed(self, seed: int) -> None:
         """Trains on the pipeline order of `seed` from now on (it is built
@@ -339,9 +312,6 @@ class LoopTrainer(Trainer):
             loss, correct, done = self._train_fn(iterator, tf.constant(stop - self.step))
             done = int(done)
             self.measure(done, time.perf_counter() - began)
-            self.settle(on_eval)  # the record evaluated beside this chunk, before its steps count
-            if self.diverged_at is not None:
-                return
             loss_sum, hits = loss_sum + float(loss), hits + float(correct)
             seen += done * config.batch_size
             diverged = self.advance(done, loss_sum / seen)
@@ -349,17 +319,10 @@ class LoopTrainer(Trainer):
             if on_progress is not None:
                 on_progress(self.step, {"loss": loss_sum / seen, "accuracy": hits / seen})
             if stop % every == 0 or stop == end or halt or diverged:
-                train = {"loss": loss_sum / seen, "accuracy": hits / seen}
-                if self._copy is not None and self.history and stop < end and not (
-                        halt or diverged):
-                    self._defer(train)
-                else:
-                    self.end_interval(train, on_eval)
+                self.end_interval({"loss": loss_sum / seen, "accuracy": hits / seen}, on_eval)
                 if self.diverged_at is not None:
                     return
                 loss_sum, hits, seen = 0.0, 0.0, 0
                 self.checkpoint(on_checkpoint, on_eval)
-                if self.diverged_at is not None:  # found by the record a checkpoint waited for
-                    return
             if halt:
                 return

@@ -15,8 +15,7 @@ from typing import Any
 import keras
 
 from keras_lottery.runner import instability
-from keras_lottery.runner.distribute import (check_workers_agree, is_chief, is_one_device,
-                                              make_strategy)
+from keras_lottery.runner.distribute import check_workers_agree, is_chief, make_strategy
 from keras_lottery.runner.engine import Engine, LotteryResult
 from keras_lottery.runner.lock import run_lock
 from keras_lottery.runner.presets import data as data_lib
@@ -94,14 +93,11 @@ def preset_engine(config: PresetConfig, data: data_lib.Dataset | None = None, st
     })
     with strategy.scope():
         model = config.masked_model(data.input_shape, data.num_classes)
-    # evaluation overlaps training on a copy of the weights (one device only)
-    copy = (config.masked_model(data.input_shape, data.num_classes)
-            if is_one_device(strategy) else None)
+
     compiled: dict = {}  # the traced step functions, shared by the branches
 
     def make_trainer(start: int, label: str) -> LoopTrainer:
-        return LoopTrainer(model, config, strategy, splits, start=start, compiled=compiled,
-                           evaluation_copy=copy)
+        return LoopTrainer(model, config, strategy, splits, start=start, compiled=compiled)
 
     def agree(progress: int) -> None:
         check_workers_agree(strategy, progress, "the run's progress")
