@@ -239,25 +239,19 @@ def install_search() -> None:
     patch_methods(fit_trainer.FitTrainer, "training steps (model.fit, its tracing per branch)",
                   names=["_train" if "_train" in vars(fit_trainer.FitTrainer) else "run"])
     split_of: dict[int, str] = {}
-    original_of = inputs.SearchData.of.__func__
 
-    def of(cls, *args, **kwargs):
-        result = original_of(cls, *args, **kwargs)
-        for split, data in result.evals.items():
-            split_of[id(data)] = split
-        return result
-
-    inputs.SearchData.of = classmethod(PROFILER.wrap(of, "data: search inputs (fingerprints)"))
-    if hasattr(inputs.SearchData, "for_model"):  # after issue 22: the inputs in the model's dtype
-        original_for_model = inputs.SearchData.for_model
-
-        def for_model(self, model):
-            result = original_for_model(self, model)
+    def naming_splits(make):
+        """`make`, remembering the split name of each evaluation data it returns."""
+        def named(*args, **kwargs):
+            result = make(*args, **kwargs)
             for split, data in result.evals.items():
                 split_of[id(data)] = split
             return result
+        return PROFILER.wrap(named, "data: search inputs (fingerprints)")
 
-        inputs.SearchData.for_model = PROFILER.wrap(for_model, "data: search inputs (fingerprints)")
+    inputs.SearchData.of = classmethod(naming_splits(inputs.SearchData.of.__func__))
+    if hasattr(inputs.SearchData, "for_model"):  # after issue 22: the inputs in the model's dtype
+        inputs.SearchData.for_model = naming_splits(inputs.SearchData.for_model)
     patch_methods(inputs.EvalData, lambda self, *a, **k: f"evaluation: {split_of.get(id(self), '?')}",
                   names=["evaluate"])
     patch_methods(search.LotterySearch, "model build", names=["_masked_model"])

@@ -148,17 +148,18 @@ class FitTrainer(Trainer):
                 model.compile(**{**compile_args, "optimizer": self.optimizer})
                 self._compiled["train functions"] = {}  # traced for the previous compile
 
-    def _fresh_optimizer(self, compiled: keras.optimizers.Optimizer,
+    def _fresh_optimizer(self, template: keras.optimizers.Optimizer,
                          start: int) -> keras.optimizers.Optimizer:
         """The run's optimizer for branches starting at `start`, its
-        variables as built (a new one the first time)."""
+        variables as built (the first time, a new one like `template`,
+        the compiled optimizer)."""
         kept = self._compiled.get(("optimizer", start))
         if kept is not None and len(kept[0].variables) == len(kept[1]):
             optimizer, initial = kept
             for variable, value in zip(optimizer.variables, initial):
                 variable.assign(value)
             return optimizer
-        optimizer = fresh_optimizer(compiled, offset=start)
+        optimizer = fresh_optimizer(template, offset=start)
         optimizer.build(self.model.trainable_variables)
         initial = [keras.ops.convert_to_numpy(v) for v in optimizer.variables]
         self._compiled[("optimizer", start)] = (optimizer, initial)

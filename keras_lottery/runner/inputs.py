@@ -567,7 +567,7 @@ class SearchData:
     train: TrainData
     evals: dict[str, EvalData]
     eval_batch_size: int
-    _fingerprint: list = dataclasses.field(default_factory=list, compare=False, repr=False)
+    _fingerprint: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, train: Any, validation_data: Any = None, test_data: Any = None,
@@ -595,11 +595,12 @@ class SearchData:
     def fingerprint(self) -> str:
         """A short hash of all splits (part of the run's identity),
         computed once."""
-        if not self._fingerprint:
+        if self._fingerprint is None:
             parts = [self.train.fingerprint()] + [f"{k}={v.fingerprint()}"
                                                   for k, v in sorted(self.evals.items())]
-            self._fingerprint.append(hashlib.sha256("|".join(parts).encode()).hexdigest()[:12])
-        return self._fingerprint[0]
+            object.__setattr__(self, "_fingerprint",
+                               hashlib.sha256("|".join(parts).encode()).hexdigest()[:12])
+        return self._fingerprint
 
     def for_model(self, model: keras.Model) -> SearchData:
         """The same data, its NumPy inputs to be converted once to the
@@ -623,7 +624,7 @@ class SearchData:
         return dataclasses.replace(
             self, train=converted(self.train),
             evals={name: converted(data) for name, data in self.evals.items()},
-            _fingerprint=[self.fingerprint()])
+            _fingerprint=self.fingerprint())
 
     def evaluate(self, model: keras.Model,
                  names: Sequence[str] | None = None) -> dict[str, float]:
