@@ -68,3 +68,20 @@ def test_normalizer_matches_float64_mean_and_std_without_a_float_copy():
             assert mean.dtype == std.dtype == np.float32
             np.testing.assert_array_equal(mean, pixels.mean(axis=0).astype(np.float32))
             np.testing.assert_array_equal(std, pixels.std(axis=0).astype(np.float32))
+
+
+def test_training_stream_is_not_autotuned():
+    """Dropping an autotuned iterator blocked for about 2 s at the end of some
+    branches (module docstring); the stream keeps tf.data's fixed defaults,
+    and its batches do not depend on that."""
+    x, y = _data()
+    stream = pipeline.train_batches(x, y, 60, seed=0)
+    assert stream.options().autotune.enabled is False
+    tuned = stream.with_options(_autotuned())
+    assert all(np.array_equal(a, b) for a, b in zip(_labels(stream, 20), _labels(tuned, 20)))
+
+
+def _autotuned():
+    options = tf.data.Options()
+    options.autotune.enabled = True
+    return options
