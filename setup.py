@@ -62,7 +62,7 @@ setup(
         "dev": ["pytest>=7", "scikit-learn", "tensorflow>=2.16", "tensorflow-datasets",
                 "importlib_resources", "ai-edge-litert", "keras-hub"],
     },
-    entry_points={"console_scripts": ["keras-lottery=keras_lottery.runner.cli:main"]},
+    entry_points={"console_scripts": ["keras-lottery=keras_lottery.runner.cli:console"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Framework :: Keras",

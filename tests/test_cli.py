@@ -1,5 +1,6 @@
 """The keras-lottery command line: errors, report, export."""
 
+import json
 import os
 import re
 import subprocess
@@ -135,3 +136,30 @@ def test_report_and_export(tmp_path, fashion_small, capsys):
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), model.predict(images, verbose=0), atol=1e-5)
     with pytest.raises(ValueError, match=r"round must be a completed round .* Received: round=7; completed: \[0, 1\]"):
         commands.export(result.run_dir, 7, str(tmp_path / "nope"))
+
+
+def test_console_script_exits_with_every_file_of_the_run_written(tmp_path):
+    """The console script skips the interpreter's final garbage collection
+    (`cli.console`); the run it leaves must be whole: result, masks and
+    TensorBoard events that read to their last record."""
+    import tensorflow as tf
+
+    logdir = tmp_path / "runs"
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from keras_lottery.runner import cli; cli.console()",
+         "run", "--preset", "lenet300", "--dataset", "fashion_mnist", "--steps", "30",
+         "--eval-every", "10", "--rounds", "1", "--logdir", str(logdir), "--verbose", "0"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Exception ignored" not in done.stderr
+    (run_dir,) = logdir.iterdir()
+    assert [row["round"] for row in json.loads((run_dir / "result.json").read_text())["rows"]] == [0, 1]
+    steps, tags = {}, set()
+    for path in sorted(run_dir.glob("*/events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):  # DataLossError if cut
+            for value in event.summary.value:
+                steps.setdefault(path.parent.name, set()).add(event.step)
+                tags.add(value.tag)
+    assert steps["round_00"] == steps["round_01"] == {0, 10, 20, 30}
+    assert {"val/loss", "test/accuracy", "accuracy_vs_sparsity"} <= tags

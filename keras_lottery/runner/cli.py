@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import os
 import sys
 import typing
@@ -283,5 +284,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def console() -> None:
+    """The `keras-lottery` console script: `main`, then exit with its status.
+
+    Before the interpreter exits, the objects still alive are moved out of
+    the cyclic garbage collector's reach (`gc.freeze`): its final passes
+    over what TensorFlow and a run leave behind (about 400,000 objects:
+    traced graphs, modules) took 1.2 s of a 20 s preset run, for memory the
+    process hands back on exit anyway. Exit handlers, stream flushing and
+    module teardown run as usual; every file of the run is closed before
+    `main` returns.
+    """
+    status = main()
+    gc.freeze()
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
