@@ -13,9 +13,9 @@ stay uint8 in memory and are scaled per batch inside the pipeline.
 The training stream runs with tf.data's autotuning off (its `AUTOTUNE`
 parallelism and prefetch buffer take tf.data's fixed defaults). Every
 branch of a run builds a new stream and drops it at its end, and dropping
-an autotuned iterator blocked for about 2 s, in 1 to 3 of a LeNet-300-100
-run's 4 branches (TensorFlow 2.21 on 2 cores); the batches, their order
-and the results are the same either way.
+an autotuned iterator blocked for about 2 s in a third of the branches of
+LeNet-300-100 runs (TensorFlow 2.21 on 2 cores; docs/speed.md, "Fifth
+round"); the batches, their order and the results are the same either way.
 """
 
 from __future__ import annotations
