@@ -179,5 +179,6 @@ def tiny_config(tmp_path, **overrides):
     from keras_lottery import PresetConfig
 
     values = dict(dataset="fashion_mnist", steps=60, eval_every=20, rounds=2,
-                  train_eval_examples=200, logdir=str(tmp_path / "runs"), verbose=0)
+                  train_eval_examples=200, logdir=str(tmp_path / "runs"), verbose=0,
+                  threads=0)  # the test process keeps TensorFlow's pools as they started
     return PresetConfig.from_preset("lenet300", **{**values, **overrides})

@@ -66,7 +66,8 @@ RUN_FLAGS = {
     "--momentum", "--monitor", "--monitor-mode", "--name", "--on-divergence", "--optimizer",
     "--preset", "--prune-fraction", "--pruner", "--pruner-options", "--rates", "--rewind-candidates", "--rewind-step",
     "--rounds", "--scope", "--seed", "--sparsities", "--stability-points",
-    "--stability-threshold", "--steps", "--strategy", "--test-curves", "--train-eval-examples",
+    "--stability-threshold", "--steps", "--strategy", "--test-curves", "--threads",
+    "--train-eval-examples",
     "--validation",
     "--verbose", "--warmup-steps", "--weight-decay",
 }
@@ -141,18 +142,24 @@ def test_report_and_export(tmp_path, fashion_small, capsys):
 def test_console_script_exits_with_every_file_of_the_run_written(tmp_path):
     """The console script skips the interpreter's final garbage collection
     (`cli.console`); the run it leaves must be whole: result, masks and
-    TensorBoard events that read to their last record."""
+    TensorBoard events that read to their last record. The lenet300
+    recipe's one TensorFlow thread is in place when the process exits."""
     import tensorflow as tf
 
     logdir = tmp_path / "runs"
+    script = ("import atexit, sys, tensorflow as tf; from keras_lottery.runner import cli; "
+              "pools = tf.config.threading; atexit.register(lambda: print('pools', "
+              "pools.get_intra_op_parallelism_threads(), pools.get_inter_op_parallelism_threads()"
+              ")); cli.console()")
     done = subprocess.run(
-        [sys.executable, "-c", "import sys; from keras_lottery.runner import cli; cli.console()",
+        [sys.executable, "-c", script,
          "run", "--preset", "lenet300", "--dataset", "fashion_mnist", "--steps", "30",
          "--eval-every", "10", "--rounds", "1", "--logdir", str(logdir), "--verbose", "0"],
         capture_output=True, text=True, timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "Exception ignored" not in done.stderr
+    assert "Exception ignored" not in done.stderr and "was not applied" not in done.stderr
+    assert done.stdout.splitlines()[-1] == "pools 1 1"
     (run_dir,) = logdir.iterdir()
     assert [row["round"] for row in json.loads((run_dir / "result.json").read_text())["rows"]] == [0, 1]
     steps, tags = {}, set()

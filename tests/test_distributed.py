@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ import tensorflow as tf
 import keras_lottery as kl
 from conftest import tiny_config
 from keras_lottery.runner.presets import pipeline
-from keras_lottery.runner.distribute import local_cluster
+from keras_lottery.runner.distribute import local_cluster, use_threads
 from keras_lottery.runner.presets import preset_engine
 from keras_lottery.files import read_npz
 
@@ -25,6 +26,25 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def _replicas(variable):
     return [v.numpy() for v in variable.value.values]
+
+
+def test_threads_after_tensorflow_started_warn_and_leave_the_pools():
+    """TensorFlow sets its pools up at its first op: a later count that
+    differs is not applied, and says so; 0, or the pools' own count, is
+    silent."""
+    float(tf.constant(1.0) + 1.0)  # TensorFlow has started
+    pools = tf.config.threading
+    before = (pools.get_intra_op_parallelism_threads(), pools.get_inter_op_parallelism_threads())
+    with pytest.warns(RuntimeWarning, match=r"threads=7 was not applied: TensorFlow had "
+                                            r"already started its thread pools"):
+        use_threads(7)
+    assert (pools.get_intra_op_parallelism_threads(),
+            pools.get_inter_op_parallelism_threads()) == before
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        use_threads(0)
+        if before[0] == before[1] != 0:
+            use_threads(before[0])
 
 
 def test_mirrored_run_matches_single_device_masks(tmp_path, fashion_small):

@@ -164,7 +164,7 @@ def test_a_second_process_on_the_same_run_fails_at_once_naming_the_holder(projec
     (("--model", "mynets:build", "--data", "mynets:load", "--monitor", "val_auc"),
      "Available: ['test_accuracy', 'test_loss', 'train_accuracy', 'train_loss', 'val_accuracy'"),
     (("--model", "mynets:build", "--data", "mynets:load", "--learning-rate", "0.1"),
-     "learning_rate is part of a preset's recipe"),
+     "learning_rate is a setting of the presets"),
     (("--model", "mynets:build"), "needs its data"),
 ])
 def test_bad_input_is_one_line_with_exit_code_2(project, args, message):

@@ -78,10 +78,10 @@ def test_a_preset_only_flag_with_a_model_of_your_own_is_refused(capsys):
     status = cli.main(["run", "--model", "mypkg.nets:build", "--data", "mypkg.data:load",
                        "--optimizer", "sgd"])
     assert status == 2
-    assert "optimizer is part of a preset's recipe" in capsys.readouterr().err
+    assert "optimizer is a setting of the presets" in capsys.readouterr().err
 
 
 def test_settings_outside_the_identity_are_declared_so():
     unhashed = {f.name for f in dataclasses.fields(PresetConfig) if not settings.hashed(f)}
     assert unhashed == {"logdir", "data_dir", "strategy", "verbose", "name", "checkpoint_every",
-                        "rounds", "controls", "on_divergence", "test_curves"}
+                        "rounds", "controls", "on_divergence", "test_curves", "threads"}

@@ -220,9 +220,10 @@ def _config_from_args(args: argparse.Namespace) -> LotteryConfig:
     recipe = [name for name in PresetConfig.recipe_settings() if name in given]
     if recipe:
         raise ValueError(
-            f"{recipe[0]} is part of a preset's recipe and does not apply to a model of "
-            "your own, which comes compiled with its own optimizer and brings its own "
-            f"data. Received: model={given['model']!r} with {recipe}"
+            f"{recipe[0]} is a setting of the presets (their recipe and TensorFlow loop) "
+            "and does not apply to a model of your own, which comes compiled with its own "
+            f"optimizer, brings its own data and trains through model.fit. Received: "
+            f"model={given['model']!r} with {recipe}"
         )
     return LotteryConfig.from_dict(given)
 

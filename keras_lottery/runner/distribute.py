@@ -16,6 +16,7 @@ import functools
 import json
 import os
 import socket
+import warnings
 from collections.abc import Iterator
 
 from typing import TYPE_CHECKING
@@ -148,6 +149,49 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         "strategy must be one of ['default', 'mirrored', 'multiworker', 'tpu']. "
         f"Received: strategy={name!r}"
     )
+
+
+def use_threads(threads: int) -> None:
+    """Runs TensorFlow's ops on `threads` threads: `threads` for the work of
+    each op (intra-op parallelism) and `threads` for ops that can run side by
+    side (inter-op); 0 leaves TensorFlow's defaults (one per core, or its
+    `TF_NUM_INTRAOP_THREADS` / `TF_NUM_INTEROP_THREADS` environment
+    variables).
+
+    Small layers train faster on one thread: LeNet-300-100's steps spend
+    more on handing their small ops between threads than they gain
+    (docs/speed.md, "Sixth round"); convolutions gain from more. The count
+    is meant to change speed only: the README's LeNet-300-100 run writes
+    the same files bit for bit on 1 thread and on TensorFlow's default
+    (checked), but TensorFlow does not promise it for every op. TensorFlow
+    fixes its thread pools when it runs its first op; after that, a count
+    that differs from the pools' is not applied, and a `RuntimeWarning`
+    says so.
+
+    Args:
+        threads: threads per pool, >= 0.
+
+    Example:
+    >>> use_threads(1)  # at the start of the process
+    """
+    if threads == 0:
+        return
+    threading = _tf().config.threading
+    current = (threading.get_intra_op_parallelism_threads(),
+               threading.get_inter_op_parallelism_threads())
+    if current == (threads, threads):
+        return
+    try:
+        threading.set_intra_op_parallelism_threads(threads)
+        threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        warnings.warn(
+            f"threads={threads} was not applied: TensorFlow had already started its "
+            f"thread pools (intra-op {current[0]}, inter-op {current[1]}; 0 = one per "
+            "core), which it sets up once, at its first op. The run goes on with those "
+            "pools; to use the count, set it before anything runs a TensorFlow op, or "
+            "give threads=0 to leave the pools as they are.",
+            RuntimeWarning, stacklevel=2)
 
 
 def _tf_config() -> dict:

@@ -69,6 +69,10 @@ class PresetConfig(LotteryConfig):
     data_dir: str | None = setting(
         None, "directory with dataset files (IDX files, CIFAR batches), searched first",
         hashed=False)
+    threads: int = setting(
+        0, "TensorFlow's threads per op and for ops side by side (0 = its default, one "
+           "per core); applied if TensorFlow has not run an op yet",
+        hashed=False)
 
     def __post_init__(self):
         self.lr_milestones = tuple(int(m) for m in self.lr_milestones)
@@ -146,6 +150,7 @@ class PresetConfig(LotteryConfig):
         check_integer("warmup_steps", self.warmup_steps, minimum=0)
         check_integer("train_eval_examples", self.train_eval_examples, minimum=0)
         check_integer("validation", self.validation, minimum=1)
+        check_integer("threads", self.threads, minimum=0)
         if self.learning_rate <= 0:
             raise ValueError(
                 f"learning_rate must be > 0. Received: learning_rate={self.learning_rate}"

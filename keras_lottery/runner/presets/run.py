@@ -15,7 +15,12 @@ from typing import Any
 import keras
 
 from keras_lottery.runner import instability
-from keras_lottery.runner.distribute import check_workers_agree, is_chief, make_strategy
+from keras_lottery.runner.distribute import (
+    check_workers_agree,
+    is_chief,
+    make_strategy,
+    use_threads,
+)
 from keras_lottery.runner.engine import Engine, LotteryResult
 from keras_lottery.runner.lock import run_lock
 from keras_lottery.runner.presets import data as data_lib
@@ -49,6 +54,7 @@ def find_ticket(config: PresetConfig, data: data_lib.Dataset | None = None) -> L
         )
     from keras_lottery.runner.presets.loop_trainer import LoopTrainer  # noqa: F401 (TensorFlow)
 
+    use_threads(config.threads)
     strategy = make_strategy(config.strategy)
     with run_lock(config, is_chief(strategy)):
         engine, build = preset_engine(config, data, strategy)
@@ -80,7 +86,9 @@ def preset_engine(config: PresetConfig, data: data_lib.Dataset | None = None, st
     from keras_lottery.runner.presets import pipeline
     from keras_lottery.runner.presets.loop_trainer import LoopTrainer, Splits
 
-    strategy = strategy if strategy is not None else make_strategy(config.strategy)
+    if strategy is None:
+        use_threads(config.threads)
+        strategy = make_strategy(config.strategy)
     chief = is_chief(strategy)
     run_dir = RunDir.open(config, writable=chief)
     if data is None:
