@@ -196,6 +196,22 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     assert not os.path.exists(path)
 
 
+def test_flipped_byte_in_a_stored_checkpoints_weights_falls_back(tmp_path):
+    """Checkpoints are stored uncompressed; the CRC still finds a damaged weight."""
+    path = str(tmp_path / "checkpoint.npz")
+    _state(100).save(path)
+    _state(200).save(path)
+    with zipfile.ZipFile(path) as archive:
+        weights = archive.getinfo("m00000.npy")
+    assert weights.compress_type == zipfile.ZIP_STORED
+    name, extra = struct.unpack("<HH", _read_bytes(path)[weights.header_offset + 26:][:4])
+    data_end = weights.header_offset + 30 + name + extra + weights.compress_size
+    _flip(path, data_end - 1)  # the array's last value
+    with pytest.warns(UserWarning, match="damaged checkpoint .*CRC"):
+        state = load_latest(path)
+    _assert_equal(state, _state(100))
+
+
 def test_both_checkpoints_damaged_restart_the_branch(tmp_path):
     path = str(tmp_path / "checkpoint.npz")
     _state(100).save(path)
