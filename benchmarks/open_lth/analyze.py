@@ -2,7 +2,7 @@
 import glob, json, os, re, statistics as st
 
 B = os.environ.get("BENCH_DIR") or os.path.join(os.environ.get("OLTH_DIR", os.path.expanduser("~/olth")), "bench")
-CONT = ["kl_tf", "kl_search_jax", "kl_search_tf", "kl_search_torch", "olth100", "olthdefault",
+CONT = ["kl_tf", "kl_tf_base", "kl_search_jax", "kl_search_tf", "kl_search_torch", "olth100", "olthdefault",
         "floor_tf", "floor_jax", "floor_torch", "floor_olth"]
 
 
@@ -122,13 +122,20 @@ for c in CONT:
 
 print("\n## paired ratios (same round number)")
 for a, b in [(k, o) for o in ("olth100", "olthdefault")
-             for k in ("kl_tf", "kl_search_jax", "kl_search_tf", "kl_search_torch")]:
+             for k in ("kl_tf", "kl_tf_base", "kl_search_jax", "kl_search_tf", "kl_search_torch")]:
     ns = sorted(n for (c, n) in runs if c == a and (b, n) in runs)
     if not ns:
         continue
     for key in ("wall", "cpu", "rss_mib"):
         rat = [runs[(a, n)][key] / runs[(b, n)][key] for n in ns]
         print(f"{a}/{b} {key}: median {st.median(rat):.3f}  pairs {[round(x, 3) for x in rat]}")
+
+ns = sorted(n for (c, n) in runs if c == "kl_tf" and ("kl_tf_base", n) in runs)
+if ns:
+    print("\n## the preset command against KL_BASE_SRC's (same round number)")
+    for key in ("wall", "cpu", "rss_mib"):
+        rat = [runs[("kl_tf", n)][key] / runs[("kl_tf_base", n)][key] for n in ns]
+        print(f"kl_tf/kl_tf_base {key}: median {st.median(rat):.3f}  pairs {[round(x, 3) for x in rat]}")
 
 print("\n## final test accuracy by round (kl: 'test acc final' column; olth: last test eval of the level)")
 for (c, n), r in sorted(runs.items(), key=lambda kv: (CONT.index(kv[0][0]), kv[0][1])):

@@ -1,5 +1,5 @@
 #!/bin/bash
-# usage: bench.sh LABEL   (LABEL = kl_tf_N | kl_search_jax_N | kl_search_tf_N | kl_search_torch_N |
+# usage: bench.sh LABEL   (LABEL = kl_tf_N | kl_tf_base_N | kl_search_jax_N | kl_search_tf_N | kl_search_torch_N |
 #                          olth100_N | olthdefault_N | floor_{tf,jax,torch,olth}_N)
 # One whole-process run under /usr/bin/time -v (apt-get install -y time),
 # load before/after, and a 5 s sampler of load and other busy processes.
@@ -13,6 +13,10 @@ cd $D
 case $L in
   kl_tf_*)
     /usr/bin/time -v -o $OUT/time.txt $D/klvenv/bin/keras-lottery run --preset lenet300 --dataset fashion_mnist \
+      --steps 2000 --rounds 3 --logdir $OUT/runs > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
+  kl_tf_base_*)  # the preset command with keras_lottery from KL_BASE_SRC (a checkout to compare)
+    PYTHONPATH=${KL_BASE_SRC:?set KL_BASE_SRC to a keras-lottery checkout} /usr/bin/time -v -o $OUT/time.txt \
+      $D/klvenv/bin/keras-lottery run --preset lenet300 --dataset fashion_mnist \
       --steps 2000 --rounds 3 --logdir $OUT/runs > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
   kl_search_jax_*)
     KERAS_BACKEND=jax /usr/bin/time -v -o $OUT/time.txt $D/kljax/bin/python $D/kl_search_jax.py $OUT/runs \
