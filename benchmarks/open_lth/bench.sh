@@ -11,12 +11,13 @@ D=${OLTH_DIR:-$HOME/olth}; L=$1; OUT=${BENCH_DIR:-$D/bench}/$L; rm -rf $OUT; mkd
 SAMPLER=$!
 cd $D
 case $L in
-  kl_tf_*)
-    /usr/bin/time -v -o $OUT/time.txt $D/klvenv/bin/keras-lottery run --preset lenet300 --dataset fashion_mnist \
-      --steps 2000 --rounds 3 --logdir $OUT/runs > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
-  kl_tf_base_*)  # the preset command with keras_lottery from KL_BASE_SRC (a checkout to compare)
+  kl_tf_base_*)  # the preset command with keras_lottery from KL_BASE_SRC (a checkout to compare;
+                 # before kl_tf_*, which would match it too)
     PYTHONPATH=${KL_BASE_SRC:?set KL_BASE_SRC to a keras-lottery checkout} /usr/bin/time -v -o $OUT/time.txt \
       $D/klvenv/bin/keras-lottery run --preset lenet300 --dataset fashion_mnist \
+      --steps 2000 --rounds 3 --logdir $OUT/runs > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
+  kl_tf_*)
+    /usr/bin/time -v -o $OUT/time.txt $D/klvenv/bin/keras-lottery run --preset lenet300 --dataset fashion_mnist \
       --steps 2000 --rounds 3 --logdir $OUT/runs > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
   kl_search_jax_*)
     KERAS_BACKEND=jax /usr/bin/time -v -o $OUT/time.txt $D/kljax/bin/python $D/kl_search_jax.py $OUT/runs \
