@@ -147,7 +147,7 @@ def test_console_script_exits_with_every_file_of_the_run_written(tmp_path):
     import tensorflow as tf
 
     logdir = tmp_path / "runs"
-    script = ("import atexit, sys, tensorflow as tf; from keras_lottery.runner import cli; "
+    script = ("import atexit, tensorflow as tf; from keras_lottery.runner import cli; "
               "pools = tf.config.threading; atexit.register(lambda: print('pools', "
               "pools.get_intra_op_parallelism_threads(), pools.get_inter_op_parallelism_threads()"
               ")); cli.console()")

@@ -158,9 +158,10 @@ def use_threads(threads: int) -> None:
     `TF_NUM_INTRAOP_THREADS` / `TF_NUM_INTEROP_THREADS` environment
     variables).
 
-    Small layers train faster on one thread: LeNet-300-100's steps spend
-    more on handing their small ops between threads than they gain
-    (docs/speed.md, "Sixth round"); convolutions gain from more. The count
+    Small layers gain little from more: LeNet-300-100 takes a quarter to a
+    third less CPU time on one thread than on two, in about the same wall
+    time, as its steps spend much of it handing small ops between threads
+    (docs/speed.md, "Sixth round"); convolutions train faster on more. The count
     is meant to change speed only: the README's LeNet-300-100 run writes
     the same files bit for bit on 1 thread and on TensorFlow's default
     (checked), but TensorFlow does not promise it for every op. TensorFlow
@@ -176,14 +177,14 @@ def use_threads(threads: int) -> None:
     """
     if threads == 0:
         return
-    threading = _tf().config.threading
-    current = (threading.get_intra_op_parallelism_threads(),
-               threading.get_inter_op_parallelism_threads())
+    pools = _tf().config.threading
+    current = (pools.get_intra_op_parallelism_threads(),
+               pools.get_inter_op_parallelism_threads())
     if current == (threads, threads):
         return
     try:
-        threading.set_intra_op_parallelism_threads(threads)
-        threading.set_inter_op_parallelism_threads(threads)
+        pools.set_intra_op_parallelism_threads(threads)
+        pools.set_inter_op_parallelism_threads(threads)
     except RuntimeError:
         warnings.warn(
             f"threads={threads} was not applied: TensorFlow had already started its "

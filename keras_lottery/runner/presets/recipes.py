@@ -94,8 +94,9 @@ PRESETS: dict[str, Preset] = {
             model="lenet300", dataset="mnist", optimizer="adam", learning_rate=1.2e-3,
             batch_size=60, steps=50_000, scope="layerwise", prune_fraction=0.2,
             rates={"output": 0.1},
-            # Not the paper's: LeNet-300-100 trains faster on one TensorFlow thread
-            # than on two (the same results; docs/speed.md, "Sixth round").
+            # Not the paper's: LeNet-300-100 takes a quarter to a third less CPU time
+            # on one TensorFlow thread than on two, the same results in about the
+            # same wall time (docs/speed.md, "Sixth round").
             threads=1,
         ),
         source=(
@@ -103,7 +104,7 @@ PRESETS: dict[str, Preset] = {
             "prunes fc layers 20% and the output layer 10% per round, "
             "layer-wise (Frankle & Carbin 2019, Figure 2 and Appendix G). "
             "TensorFlow runs it on one thread (threads=1): its small layers "
-            "train faster so."
+            "take less CPU time so."
         ),
     ),
     "conv2": _conv_preset("conv2", 2e-4, 20_000, 0.1, 2),
