@@ -20,8 +20,8 @@ Usage:
 from __future__ import annotations
 
 import os
-import time
 
+import common  # first: sets TF_CPP_MIN_LOG_LEVEL and sys.path
 import numpy as np
 import tensorflow as tf
 
@@ -108,14 +108,8 @@ def matmul_loop():
 def main() -> None:
     loops = {"keras_adam": training_loop(False)[0], "fused_adam": training_loop(True)[0],
              "matmuls": matmul_loop()}
-    for loop in loops.values():
-        float(loop())  # trace
-    seconds = {name: [] for name in loops}
-    for _ in range(ROUNDS):
-        for name, loop in loops.items():
-            began = time.perf_counter()
-            float(loop())
-            seconds[name].append(time.perf_counter() - began)
+    calls = {name: (lambda loop=loop: float(loop())) for name, loop in loops.items()}
+    seconds = common.interleave(calls, ROUNDS)["wall"]  # its warm-up call traces each loop
     print("TF_NUM_INTRAOP_THREADS={} TF_NUM_INTEROP_THREADS={} (unset: one per core)".format(
         os.environ.get("TF_NUM_INTRAOP_THREADS", "unset"),
         os.environ.get("TF_NUM_INTEROP_THREADS", "unset")))

@@ -1,7 +1,5 @@
 """`python -m keras_lottery` runs the `keras-lottery` command line."""
 
-import sys
+from keras_lottery.runner.cli import console
 
-from keras_lottery.runner.cli import main
-
-sys.exit(main())
+console()

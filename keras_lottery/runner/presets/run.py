@@ -28,6 +28,13 @@ from keras_lottery.runner.presets.config import PresetConfig
 from keras_lottery.runner.rundir import RunDir, config_at
 
 
+def _strategy(config: PresetConfig):
+    """The run's `tf.distribute` strategy, TensorFlow's thread pools set
+    first (`config.threads`: they are fixed when TensorFlow starts)."""
+    use_threads(config.threads)
+    return make_strategy(config.strategy)
+
+
 def find_ticket(config: PresetConfig, data: data_lib.Dataset | None = None) -> LotteryResult:
     """Runs the lottery procedure that a preset config describes.
 
@@ -54,8 +61,7 @@ def find_ticket(config: PresetConfig, data: data_lib.Dataset | None = None) -> L
         )
     from keras_lottery.runner.presets.loop_trainer import LoopTrainer  # noqa: F401 (TensorFlow)
 
-    use_threads(config.threads)
-    strategy = make_strategy(config.strategy)
+    strategy = _strategy(config)
     with run_lock(config, is_chief(strategy)):
         engine, build = preset_engine(config, data, strategy)
         result = engine.run()
@@ -86,9 +92,7 @@ def preset_engine(config: PresetConfig, data: data_lib.Dataset | None = None, st
     from keras_lottery.runner.presets import pipeline
     from keras_lottery.runner.presets.loop_trainer import LoopTrainer, Splits
 
-    if strategy is None:
-        use_threads(config.threads)
-        strategy = make_strategy(config.strategy)
+    strategy = strategy if strategy is not None else _strategy(config)
     chief = is_chief(strategy)
     run_dir = RunDir.open(config, writable=chief)
     if data is None:
