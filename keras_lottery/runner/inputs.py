@@ -355,7 +355,29 @@ def _tf_array_stream(tensors: Any, batch_size: int, seed: int, start: int) -> An
     ).unbatch()
     batches = indices.map(lambda index: tf.nest.map_structure(lambda t: tf.gather(t, index), tensors),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return batches.prefetch(tf.data.AUTOTUNE)
+    return without_autotuning(batches.prefetch(tf.data.AUTOTUNE))
+
+
+def without_autotuning(dataset: Any) -> Any:
+    """`dataset` with tf.data's autotuning off: its `AUTOTUNE` parallelism
+    and prefetch buffers take tf.data's fixed defaults, and its iterators
+    start no tuning thread. Dropping an autotuned iterator waits for that
+    thread's current sleep, which grows with the iterator's age: 2-10 s
+    stalls, at random, at the end of a branch or wherever Python's garbage
+    collector happens to free a Keras epoch iterator (TensorFlow 2.21;
+    docs/speed.md, "Eighth round"). The batches are the same either way.
+
+    Args:
+        dataset: a `tf.data.Dataset` the search builds.
+
+    Returns:
+        The same pipeline with the option set.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def _pydataset_stream(dataset: keras.utils.PyDataset, start: int) -> Iterator[Any]:
@@ -480,7 +502,7 @@ class EvalData:
 
             source = _host_tensors(self.source, self.x_dtypes)
             batches = tf.data.Dataset.from_tensor_slices(source).batch(batch_size)
-            object.__setattr__(self, "_batches", batches.prefetch(tf.data.AUTOTUNE))
+            object.__setattr__(self, "_batches", without_autotuning(batches.prefetch(tf.data.AUTOTUNE)))
         return self._batches
 
     def _arrays(self) -> tuple:

@@ -73,6 +73,23 @@ def test_numpy_input_streams_the_same_batches_through_tf_data_on_tensorflow():
             assert np.array_equal(py, gy.numpy())
 
 
+@on_tensorflow
+def test_the_pipelines_the_search_builds_are_not_autotuned():
+    """Dropping an autotuned iterator stalls for seconds at random
+    (`inputs.without_autotuning`); the batches do not depend on the option."""
+    import tensorflow as tf
+
+    tuned = tf.data.Options()
+    tuned.autotune.enabled = True
+    x = np.arange(50 * 3, dtype="float32").reshape(50, 3)
+    stream = TrainData.of((x, np.arange(50)), 8, 3).stream(7)
+    split = EvalData.of((x, np.arange(50)), "validation_data")._tf_batches(16)
+    for dataset, count in ((stream, 20), (split, 4)):
+        assert dataset.options().autotune.enabled is False
+        pairs = zip(dataset.take(count), dataset.with_options(tuned).take(count), strict=True)
+        assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in pairs)
+
+
 # NumPy training data ----------------------------------------------------------
 def test_numpy_epochs_are_seeded_permutations_without_the_remainder():
     x = np.arange(50, dtype="float32")
