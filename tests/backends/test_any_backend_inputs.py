@@ -58,9 +58,12 @@ def test_unusable_inputs_are_refused_with_what_is_accepted():
 
 
 @on_tensorflow
-def test_numpy_input_streams_the_same_batches_through_tf_data_on_tensorflow():
+@pytest.mark.parametrize("per_gather", [1, 4, 100])  # a batch, a part of an epoch, epochs
+def test_numpy_input_streams_the_same_batches_through_tf_data_on_tensorflow(per_gather, monkeypatch):
     from keras_lottery.runner import inputs
 
+    batch_bytes = 8 * (2 * 3 * 4 + 8)  # x's "a" and "b" (3 float32s each) and y (an int64)
+    monkeypatch.setattr(inputs, "_GATHER_BYTES", per_gather * batch_bytes)
     x = np.arange(50 * 3, dtype="float32").reshape(50, 3)
     data = (({"a": x, "b": -x}, np.arange(50)))
     train = inputs.TrainData.of(data, 8, 3)
@@ -71,6 +74,7 @@ def test_numpy_input_streams_the_same_batches_through_tf_data_on_tensorflow():
             (px, py), (gx, gy) = next(python), next(graph)
             assert np.array_equal(px["a"], gx["a"].numpy()) and np.array_equal(px["b"], gx["b"].numpy())
             assert np.array_equal(py, gy.numpy())
+    assert inputs._batches_per_gather(train._tf_tensors(), 8) == per_gather
 
 
 @on_tensorflow
