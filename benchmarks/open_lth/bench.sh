@@ -1,5 +1,6 @@
 #!/bin/bash
-# usage: bench.sh LABEL   (LABEL = kl_tf_N | kl_tf_base_N | kl_search_jax_N | kl_search_tf_N | kl_search_torch_N |
+# usage: bench.sh LABEL   (LABEL = kl_tf_N | kl_tf_base_N | kl_search_jax_N | kl_search_tf_N | kl_search_tf1_N |
+#                          kl_search_torch_N |
 #                          olth100_N | olthdefault_N | floor_{tf,jax,torch,olth}_N)
 # One whole-process run under /usr/bin/time -v (apt-get install -y time),
 # load before/after, and a 5 s sampler of load and other busy processes.
@@ -22,6 +23,9 @@ case $L in
   kl_search_jax_*)
     KERAS_BACKEND=jax /usr/bin/time -v -o $OUT/time.txt $D/kljax/bin/python $D/kl_search_jax.py $OUT/runs \
       > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
+  kl_search_tf1_*)  # the TensorFlow search on one thread per TensorFlow pool
+    TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 KERAS_BACKEND=tensorflow /usr/bin/time -v -o $OUT/time.txt \
+      $D/klvenv/bin/python $D/kl_search_jax.py $OUT/runs > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
   kl_search_tf_*)
     KERAS_BACKEND=tensorflow /usr/bin/time -v -o $OUT/time.txt $D/klvenv/bin/python $D/kl_search_jax.py $OUT/runs \
       > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
