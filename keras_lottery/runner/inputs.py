@@ -343,9 +343,9 @@ def _tf_array_stream(tensors: Any, batch_size: int, seed: int, start: int) -> An
 
     Python only draws each epoch's permutation (one call per epoch); the
     arrays live in TensorFlow (`tensors`, the NumPy arrays converted) and
-    each gather takes several batches at once (`_batches_per_gather`; 5%
-    fewer training steps' time than a gather per batch, docs/speed.md,
-    "Eighth round"), as fast as `model.fit(x, y)` reads arrays.
+    each gather takes several batches at once (`_batches_per_gather`;
+    `model.fit` ran 1,000 steps in 0.91x the time of a gather per batch,
+    docs/speed.md, "Eighth round").
     """
     import tensorflow as tf
 
