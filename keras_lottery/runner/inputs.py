@@ -360,17 +360,20 @@ def _tf_array_stream(tensors: Any, batch_size: int, seed: int, start: int) -> An
 
 
 # The most bytes one gather of `_tf_array_stream` copies (a few batches of
-# small examples; one batch where a batch alone is larger).
+# small examples; one batch where a batch alone is larger), and the most
+# batches (strings count 0 bytes; tiny examples would wait for many epochs'
+# orders before the first batch).
 _GATHER_BYTES = 4 * 2**20
+_GATHER_BATCHES = 64
 
 
 def _batches_per_gather(tensors: Any, batch_size: int) -> int:
     """How many batches one gather takes: as many as fit `_GATHER_BYTES`,
-    at least one."""
+    at least one and at most `_GATHER_BATCHES`."""
     import tensorflow as tf
 
     per_example = sum(t.dtype.size * t.shape[1:].num_elements() for t in tf.nest.flatten(tensors))
-    return max(1, _GATHER_BYTES // max(1, per_example * batch_size))
+    return min(_GATHER_BATCHES, max(1, _GATHER_BYTES // max(1, per_example * batch_size)))
 
 
 def without_autotuning(dataset: Any) -> Any:

@@ -58,7 +58,7 @@ def test_unusable_inputs_are_refused_with_what_is_accepted():
 
 
 @on_tensorflow
-@pytest.mark.parametrize("per_gather", [1, 4, 100])  # a batch, a part of an epoch, epochs
+@pytest.mark.parametrize("per_gather", [1, 4, 64])  # a batch, a part of an epoch, epochs
 def test_numpy_input_streams_the_same_batches_through_tf_data_on_tensorflow(per_gather, monkeypatch):
     from keras_lottery.runner import inputs
 
@@ -75,6 +75,19 @@ def test_numpy_input_streams_the_same_batches_through_tf_data_on_tensorflow(per_
             assert np.array_equal(px["a"], gx["a"].numpy()) and np.array_equal(px["b"], gx["b"].numpy())
             assert np.array_equal(py, gy.numpy())
     assert inputs._batches_per_gather(train._tf_tensors(), 8) == per_gather
+
+
+@on_tensorflow
+def test_a_gather_takes_at_most_its_bytes_and_batches():
+    import tensorflow as tf
+
+    from keras_lottery.runner import inputs
+
+    images = (tf.zeros((10, 224, 224, 3)), tf.zeros((10,), "int64"))  # 602 KB an example
+    assert inputs._batches_per_gather(images, 64) == 1  # 38 MB a batch: one
+    assert inputs._batches_per_gather((tf.zeros((10, 784)), tf.zeros((10,), "int64")), 60) == 22
+    text = (tf.constant([["a"]] * 10), tf.zeros((10,), "int64"))  # strings: 0 bytes to TensorFlow
+    assert inputs._batches_per_gather(text, 8) == inputs._GATHER_BATCHES
 
 
 @on_tensorflow
