@@ -65,7 +65,7 @@ def _contenders(model: keras.Model, dataset: tf.data.Dataset) -> dict:
     steps = _PER_CALL * _CALLS
 
     def fit():
-        model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)  # a dataset brings its order
+        model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
 
     @tf.function
     def hundred(iterator):

@@ -513,15 +513,17 @@ class EvalData:
         return _fingerprint(self.source, self.kind)
 
     def _tf_batches(self, batch_size: int) -> Any:
-        """The arrays as a `tf.data.Dataset`, built once: `model.evaluate`
-        on arrays would copy them into a new dataset at every evaluation."""
-        if self._batches is None:
+        """The arrays as a `tf.data.Dataset`, built once per batch size:
+        `model.evaluate` on arrays would copy them into a new dataset at
+        every evaluation."""
+        if self._batches is None or self._batches[0] != batch_size:
             import tensorflow as tf
 
             source = _host_tensors(self.source, self.x_dtypes)
             batches = tf.data.Dataset.from_tensor_slices(source).batch(batch_size)
-            object.__setattr__(self, "_batches", without_autotuning(batches.prefetch(tf.data.AUTOTUNE)))
-        return self._batches
+            batches = without_autotuning(batches.prefetch(tf.data.AUTOTUNE))
+            object.__setattr__(self, "_batches", (batch_size, batches))
+        return self._batches[1]
 
     def _arrays(self) -> tuple:
         """The NumPy arrays, inputs in `x_dtypes` (converted once: Keras's

@@ -91,6 +91,14 @@ def test_a_gather_takes_at_most_its_bytes_and_batches():
 
 
 @on_tensorflow
+def test_an_evaluation_split_is_batched_by_the_batch_size_it_is_asked_for():
+    x = np.arange(50 * 3, dtype="float32").reshape(50, 3)
+    split = EvalData.of((x, np.arange(50)), "validation_data")
+    assert split._tf_batches(16) is split._tf_batches(16)  # built once
+    assert [int(b[1].shape[0]) for b in split._tf_batches(20)] == [20, 20, 10]
+
+
+@on_tensorflow
 def test_the_pipelines_the_search_builds_are_not_autotuned():
     """Dropping an autotuned iterator stalls for seconds at random
     (`inputs.without_autotuning`); the batches do not depend on the option."""
