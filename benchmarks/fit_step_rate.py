@@ -47,10 +47,8 @@ def _batches(data, count: int) -> tf.data.Dataset:
     """`count` shuffled training batches, repeated, tf.data's autotuning off."""
     x = (data.x_train / 255.0).astype("float32").reshape((-1, *data.input_shape))
     index = np.random.default_rng(0).integers(0, len(x), size=_BATCH * count)
-    options = tf.data.Options()
-    options.autotune.enabled = False
     dataset = tf.data.Dataset.from_tensor_slices((x[index], data.y_train[index]))
-    return dataset.batch(_BATCH).repeat().prefetch(2).with_options(options)
+    return inputs.without_autotuning(dataset.batch(_BATCH).repeat().prefetch(2))
 
 
 def _model(data) -> keras.Model:
@@ -61,12 +59,13 @@ def _model(data) -> keras.Model:
     return model
 
 
+def _fit(model: keras.Model, dataset: tf.data.Dataset):
+    """`model.fit` over `_PER_CALL * _CALLS` steps of `dataset`, as a contender."""
+    return lambda: model.fit(dataset, steps_per_epoch=_PER_CALL * _CALLS, epochs=1, verbose=0,
+                             shuffle=False)
+
+
 def _contenders(model: keras.Model, dataset: tf.data.Dataset) -> dict:
-    steps = _PER_CALL * _CALLS
-
-    def fit():
-        model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
-
     @tf.function
     def hundred(iterator):
         logs = model.train_step(next(iterator))
@@ -81,7 +80,7 @@ def _contenders(model: keras.Model, dataset: tf.data.Dataset) -> dict:
             logs = hundred(iterator)
         float(logs["loss"])  # wait for the last call
 
-    return {"fit": fit, "loop": loop}
+    return {"fit": _fit(model, dataset), "loop": loop}
 
 
 def _search_streams(data) -> dict[str, tf.data.Dataset]:
@@ -98,13 +97,6 @@ def _search_streams(data) -> dict[str, tf.data.Dataset]:
     return streams
 
 
-def _fits(model: keras.Model, streams: dict[str, tf.data.Dataset]) -> dict:
-    def fit(dataset):
-        return lambda: model.fit(dataset, steps_per_epoch=_PER_CALL * _CALLS, epochs=1, verbose=0,
-                                 shuffle=False)
-    return {name: fit(dataset) for name, dataset in streams.items()}
-
-
 def main(argv=None) -> None:
     p = common.parser(__doc__)
     p.add_argument("--repeats", type=int, default=None, help="default: 3 (--quick) or 7")
@@ -116,7 +108,7 @@ def main(argv=None) -> None:
     model = _model(data)
     if args.streams:
         names = ("gather 4 MiB", "gather a batch")
-        contenders = _fits(model, _search_streams(data))
+        contenders = {name: _fit(model, dataset) for name, dataset in _search_streams(data).items()}
     else:
         names = ("fit", "loop")
         contenders = _contenders(model, _batches(data, 1000))

@@ -23,12 +23,10 @@ case $L in
   kl_search_jax_*)
     KERAS_BACKEND=jax /usr/bin/time -v -o $OUT/time.txt $D/kljax/bin/python $D/kl_search_jax.py $OUT/runs \
       > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
-  kl_search_tf1_*)  # the TensorFlow search on one thread per TensorFlow pool
-    TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 KERAS_BACKEND=tensorflow /usr/bin/time -v -o $OUT/time.txt \
-      $D/klvenv/bin/python $D/kl_search_jax.py $OUT/runs > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
-  kl_search_tf_*)
-    KERAS_BACKEND=tensorflow /usr/bin/time -v -o $OUT/time.txt $D/klvenv/bin/python $D/kl_search_jax.py $OUT/runs \
-      > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
+  kl_search_tf_*|kl_search_tf1_*)  # kl_search_tf1: one thread per TensorFlow pool
+    POOLS=(); [[ $L == kl_search_tf1_* ]] && POOLS=(TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1)
+    env "${POOLS[@]}" KERAS_BACKEND=tensorflow /usr/bin/time -v -o $OUT/time.txt $D/klvenv/bin/python \
+      $D/kl_search_jax.py $OUT/runs > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
   kl_search_torch_*)
     KERAS_BACKEND=torch /usr/bin/time -v -o $OUT/time.txt $D/kltorch/bin/python $D/kl_search_jax.py $OUT/runs \
       > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
