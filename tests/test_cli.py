@@ -61,8 +61,8 @@ def test_missing_dataset_fails_fast_naming_both_ways(tmp_path, monkeypatch, caps
 RUN_FLAGS = {
     "--augment", "--batch-size", "--checkpoint-every", "--classes", "--controls", "--data",
     "--data-dir", "--dataset", "--dropout", "--eb-every", "--eb-stop", "--eb-threshold",
-    "--eb-window", "--eval-every", "--granularity", "--help", "--ignore", "--learning-rate",
-    "--logdir", "--lr-gamma", "--lr-milestones", "--masks-from", "--mode", "--model",
+    "--eb-window", "--eval-batch-size", "--eval-every", "--granularity", "--help", "--ignore",
+    "--learning-rate", "--logdir", "--lr-gamma", "--lr-milestones", "--masks-from", "--mode", "--model",
     "--momentum", "--monitor", "--monitor-mode", "--name", "--on-divergence", "--optimizer",
     "--preset", "--prune-fraction", "--pruner", "--pruner-options", "--rates", "--rewind-candidates", "--rewind-step",
     "--rounds", "--scope", "--seed", "--sparsities", "--stability-points",

@@ -3,10 +3,13 @@
 The rules it shares with `FitTrainer` are tested on the base
 (tests/test_trainer.py); here, that the traced loop applies them: it stops
 at the first non-finite step inside a chunk, catches NaN weights behind a
-finite loss, and continues from a checkpoint exactly.
+finite loss, continues from a checkpoint exactly and evaluates in batches of
+`eval_batch_size`.
 """
 
 import json
+import os
+import sys
 
 import keras
 import numpy as np
@@ -18,6 +21,9 @@ tf = pytest.importorskip("tensorflow")
 
 from keras_lottery.runner.presets import pipeline  # noqa: E402
 from keras_lottery.runner.presets.loop_trainer import LoopTrainer, Splits  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "backends"))
+from helpers import BatchCentered  # noqa: E402
 
 STATS = (np.zeros(1), np.ones(1))  # no standardization
 
@@ -73,6 +79,20 @@ def test_the_loop_trainer_catches_nan_weights_with_a_finite_loss(tmp_path):
     assert all(np.isfinite(h["val_loss"]) for h in history)  # the loss hides it
     assert trainer.diverged_at == 2 and "weights became NaN" in trainer.divergence
     assert all(np.isfinite(v).all() for v in trainer.last_finite.values)
+
+
+def test_evaluation_runs_in_batches_of_eval_batch_size(tmp_path):
+    x, y = _images(16)
+    splits = Splits(x, y, {"val": (x, y)}, STATS)
+    keras.utils.set_random_seed(0)
+    model = kl.prunable(keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                                          BatchCentered(), keras.layers.Dense(10)]))
+    losses = {size: _trainer(model, _config(tmp_path, eval_batch_size=size), splits)
+              .evaluate(("val",))["val_loss"] for size in (4, None)}
+    summed = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
+    by_4 = sum(float(summed(y[i:i + 4], model(x[i:i + 4] / 255))) for i in range(0, 16, 4)) / 16
+    assert losses[4] == pytest.approx(by_4, rel=1e-5)
+    assert abs(losses[None] - by_4) > 1e-3  # unset: 1,000 per batch, the split in one
 
 
 def test_a_restored_checkpoint_trains_on_exactly_as_without_interruption(tmp_path):

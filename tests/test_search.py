@@ -132,6 +132,26 @@ def test_test_split_is_evaluated_at_early_stop_and_end_unless_test_curves(tmp_pa
     assert all("val_loss" in logs for logs in counter.epoch_logs)
 
 
+def test_eval_batch_size_is_part_of_the_run_only_when_set(tmp_path, digits):
+    train, val, test = digits
+    runs = {}
+    for size in (None, 50):
+        search = _search(tmp_path, digits_mlp(), rounds=1)
+        runs[size] = search.fit(train, validation_data=val, test_data=test, steps=40,
+                                eval_every=20, batch_size=32, eval_batch_size=size)
+    default, by_50 = runs[None], runs[50]
+    unset = _search(tmp_path, digits_mlp(), rounds=1).fit(
+        train, validation_data=val, test_data=test, steps=40, eval_every=20, batch_size=32)
+    assert unset.run_dir == default.run_dir != by_50.run_dir  # None: the old identity
+    with open(os.path.join(by_50.run_dir, "config.json")) as f:
+        assert json.load(f)["eval_batch_size"] == 50
+    for a, b in zip(default.rows, by_50.rows):  # the same evaluation, batched otherwise
+        assert a["early_stop_step"] == b["early_stop_step"]
+        assert a["test_accuracy_final"] == b["test_accuracy_final"]
+        np.testing.assert_allclose([h["val_loss"] for h in a["history"]],
+                                   [h["val_loss"] for h in b["history"]], rtol=1e-5)
+
+
 def test_regression_with_its_own_loss_metric_and_monitor(tmp_path, diabetes):
     train, val, test = diabetes
 

@@ -2,7 +2,8 @@
 import glob, json, os, re, statistics as st
 
 B = os.environ.get("BENCH_DIR") or os.path.join(os.environ.get("OLTH_DIR", os.path.expanduser("~/olth")), "bench")
-CONT = ["kl_tf", "kl_tf_base", "kl_search_jax", "kl_search_tf", "kl_search_tf1", "kl_search_torch", "olth100", "olthdefault",
+CONT = ["kl_tf", "kl_tf_base", "kl_search_jax", "kl_search_jax_eb", "kl_search_tf", "kl_search_tf_eb",
+        "kl_search_tf1", "kl_search_torch", "olth100", "olthdefault",
         "floor_tf", "floor_jax", "floor_torch", "floor_olth"]
 
 
@@ -122,7 +123,8 @@ for c in CONT:
 
 print("\n## paired ratios (same round number)")
 for a, b in [(k, o) for o in ("olth100", "olthdefault")
-             for k in ("kl_tf", "kl_tf_base", "kl_search_jax", "kl_search_tf", "kl_search_tf1", "kl_search_torch")]:
+             for k in ("kl_tf", "kl_tf_base", "kl_search_jax", "kl_search_jax_eb", "kl_search_tf",
+                       "kl_search_tf_eb", "kl_search_tf1", "kl_search_torch")]:
     ns = sorted(n for (c, n) in runs if c == a and (b, n) in runs)
     if not ns:
         continue

@@ -1,6 +1,6 @@
 #!/bin/bash
 # usage: bench.sh LABEL   (LABEL = kl_tf_N | kl_tf_base_N | kl_search_jax_N | kl_search_tf_N | kl_search_tf1_N |
-#                          kl_search_torch_N |
+#                          kl_search_torch_N | kl_search_{jax,tf}_eb_N (eval_batch_size=1000) |
 #                          olth100_N | olthdefault_N | floor_{tf,jax,torch,olth}_N)
 # One whole-process run under /usr/bin/time -v (apt-get install -y time),
 # load before/after, and a 5 s sampler of load and other busy processes.
@@ -11,6 +11,7 @@ D=${OLTH_DIR:-$HOME/olth}; L=$1; OUT=${BENCH_DIR:-$D/bench}/$L; rm -rf $OUT; mkd
 ( while true; do echo "$(date +%T) $(uptime | sed 's/.*load average: //')"; ps -eo pid,pcpu,args --sort=-pcpu | awk 'NR>1 && $2>20' | grep -v -E "olth/(kl|kljax|kltorch|)venv|olth/kljax|olth/kltorch|run_open_lth|keras-lottery|kl_search_jax|import keras|import torch" | cut -c1-120; sleep 5; done ) > $OUT/others.txt 2>&1 &
 SAMPLER=$!
 cd $D
+[[ $L == kl_search_*_eb_* ]] && export KL_EVAL_BATCH=1000  # kl_search_jax.py: LotterySearch.fit(eval_batch_size=)
 case $L in
   kl_tf_base_*)  # the preset command with keras_lottery from KL_BASE_SRC (a checkout to compare;
                  # before kl_tf_*, which would match it too)

@@ -129,8 +129,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["type"] = _parse_list(typing.get_args(hint)[0])
         elif hint is bool:
             kwargs["type"] = _parse_bool
-        elif hint in (int, float):
-            kwargs["type"] = hint
+        elif hint in (int, float, int | None):
+            kwargs["type"] = int if hint == int | None else hint
         else:
             kwargs["type"] = str
         choices = settings.choices_of(PresetConfig, name)

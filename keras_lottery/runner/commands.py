@@ -62,7 +62,8 @@ def _user_search(config: LotteryConfig) -> tuple[LotterySearch, tuple, dict[str,
     strategy = None if config.strategy == "default" else config.strategy
     search = LotterySearch(build, strategy=strategy, **settings)
     arguments = {"steps": config.steps, "eval_every": config.eval_every,
-                 "batch_size": config.batch_size, "data_name": data_path}
+                 "batch_size": config.batch_size, "eval_batch_size": config.eval_batch_size,
+                 "data_name": data_path}
     return search, tuple((*splits, None)[:3]), arguments
 
 

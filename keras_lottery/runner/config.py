@@ -118,6 +118,11 @@ class LotteryConfig:
     batch_size: int = setting(60, "global batch size (split across replicas)")
     steps: int = setting(50_000, "training steps per round")
     eval_every: int = setting(100, "evaluate the validation split every this many steps")
+    eval_batch_size: int | None = setting(
+        None, "examples per evaluation batch (a preset's splits, a search's NumPy splits); "
+              "unset: 1000 for a preset, max(256, batch_size) for a model of your own. "
+              "Larger batches evaluate faster where memory allows; the metrics' last bits "
+              "depend on it")
     test_curves: bool = setting(
         False, "evaluate every split (test and a training subset too) at every evaluation, "
                "for their per-step curves in TensorBoard; by default only the monitored "
@@ -287,6 +292,8 @@ class LotteryConfig:
             check_integer(name, getattr(self, name), minimum=0)
         for name in ("batch_size", "steps", "eval_every"):
             check_integer(name, getattr(self, name), minimum=1)
+        if self.eval_batch_size is not None:
+            check_integer("eval_batch_size", self.eval_batch_size, minimum=1)
         check_integer("eb_window", self.eb_window, minimum=2)
         if not 0 < self.eb_threshold <= 1:
             raise ValueError(

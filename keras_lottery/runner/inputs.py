@@ -41,6 +41,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_lottery.runner.config import check_integer
+
 _ACCEPTED = ("a tf.data.Dataset of (inputs, targets) batches, a keras.utils.PyDataset, "
              "a torch.utils.data.DataLoader, a function returning a generator of batches, "
              "or a NumPy (x, y) pair")
@@ -613,16 +615,18 @@ class SearchData:
 
     @classmethod
     def of(cls, train: Any, validation_data: Any = None, test_data: Any = None,
-           batch_size: int | None = 32, seed: int = 0) -> SearchData:
+           batch_size: int | None = 32, seed: int = 0,
+           eval_batch_size: int | None = None) -> SearchData:
         """Wraps a user's training, validation and test data.
 
         Args:
             train: the training data (see the module docstring).
             validation_data: evaluated every `eval_every` steps as `val_*`.
             test_data: evaluated alongside as `test_*`.
-            batch_size: batch size of NumPy training input (NumPy
-                evaluation uses at least 256).
+            batch_size: batch size of NumPy training input.
             seed: seed of the NumPy training order.
+            eval_batch_size: batch size of NumPy evaluation input; None:
+                `batch_size`, at least 256.
 
         Returns:
             A `SearchData`.
@@ -632,7 +636,10 @@ class SearchData:
             evals["val"] = EvalData.of(validation_data, "validation_data")
         if test_data is not None:
             evals["test"] = EvalData.of(test_data, "test_data")
-        return cls(TrainData.of(train, batch_size, seed), evals, max(256, batch_size or 0))
+        if eval_batch_size is not None:
+            check_integer("eval_batch_size", eval_batch_size, minimum=1)
+        return cls(TrainData.of(train, batch_size, seed), evals,
+                   eval_batch_size or max(256, batch_size or 0))
 
     def fingerprint(self) -> str:
         """A short hash of all splits (part of the run's identity),

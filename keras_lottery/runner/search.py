@@ -38,7 +38,7 @@ ModelSource = Callable[[], keras.Model] | keras.Model
 # The settings of `LotteryConfig` that `fit` (its data, steps, batches) or
 # the search itself (the model's identity, the strategy) sets.
 _NOT_SEARCH_SETTINGS = ("model", "data", "architecture", "steps", "eval_every", "batch_size",
-                        "strategy")
+                        "eval_batch_size", "strategy")
 # `LotterySearch`'s settings: the other settings of `LotteryConfig`.
 SEARCH_SETTINGS = tuple(f.name for f in dataclasses.fields(LotteryConfig)
                         if f.name not in _NOT_SEARCH_SETTINGS)
@@ -149,6 +149,7 @@ class LotterySearch:
 
     def fit(self, train: Any, validation_data: Any = None, test_data: Any = None, *,
             steps: int, eval_every: int = 100, batch_size: int | None = 32,
+            eval_batch_size: int | None = None,
             callbacks: Sequence[keras.callbacks.Callback] = (),
             data_name: str = "python:data") -> LotteryResult:
         """Runs (or resumes) the search on your data.
@@ -164,6 +165,12 @@ class LotterySearch:
             eval_every: steps between evaluations; also the length of one
                 `model.fit` epoch as your callbacks see it.
             batch_size: batch size of NumPy training data.
+            eval_batch_size: batch size of NumPy evaluation data (as
+                `validation_batch_size` in Keras's `fit`); None:
+                max(256, batch_size). Larger batches evaluate faster where
+                memory allows (docs/speed.md); the metrics' last bits depend
+                on it, so a value other than None is part of the run's
+                identity.
             callbacks: Keras callbacks run in every branch of every round.
             data_name: how the run's identity names the data (the CLI passes
                 the data function's import path); a fingerprint of the
@@ -185,7 +192,8 @@ class LotterySearch:
             RunLockedError: if another process is running the same search.
         """
         config, model, compile_args, data, strategy = self._prepare(
-            train, validation_data, test_data, steps, eval_every, batch_size, data_name)
+            train, validation_data, test_data, steps, eval_every, batch_size, eval_batch_size,
+            data_name)
         with run_lock(config):
             engine = self._engine(config, model, compile_args, data, strategy, callbacks)
             if config.verbose:
@@ -197,7 +205,8 @@ class LotterySearch:
 
     def instability(self, train: Any, validation_data: Any = None, test_data: Any = None, *,
                     round: int, rewind_steps: Sequence[int], steps: int, eval_every: int = 100,
-                    batch_size: int | None = 32, points: int | None = None,
+                    batch_size: int | None = 32, eval_batch_size: int | None = None,
+                    points: int | None = None,
                     callbacks: Sequence[keras.callbacks.Callback] = (),
                     data_name: str = "python:data") -> list[dict[str, Any]]:
         """The instability analysis of a round of this search's run.
@@ -213,7 +222,8 @@ class LotterySearch:
             train, validation_data, test_data: as for `fit`.
             round: a completed round of the run (0: the dense network).
             rewind_steps: the k to measure, each in [0, steps).
-            steps, eval_every, batch_size, callbacks, data_name: as for `fit`.
+            steps, eval_every, batch_size, eval_batch_size, callbacks,
+            data_name: as for `fit`.
             points: points along the path (default: `stability_points`).
 
         Returns:
@@ -235,7 +245,8 @@ class LotterySearch:
         from keras_lottery.runner.instability import analyze
 
         config, model, compile_args, data, strategy = self._prepare(
-            train, validation_data, test_data, steps, eval_every, batch_size, data_name)
+            train, validation_data, test_data, steps, eval_every, batch_size, eval_batch_size,
+            data_name)
         path = os.path.join(config.logdir, config.run_name)
         exists = os.path.exists(os.path.join(path, "config.json"))
         done = RunDir.load(path).completed_rounds() if exists else []
@@ -250,14 +261,16 @@ class LotterySearch:
             return analyze(engine, round, rewind_steps, points)
 
     def _prepare(self, train: Any, validation_data: Any, test_data: Any, steps: int,
-                 eval_every: int, batch_size: int | None, data_name: str):
+                 eval_every: int, batch_size: int | None, eval_batch_size: int | None,
+                 data_name: str):
         """Checks the data, builds the masked model and the run's config.
 
         Returns:
             `(config, model, compile_args, data, strategy)`.
         """
         base = self._config
-        data = SearchData.of(train, validation_data, test_data, batch_size, base.seed)
+        data = SearchData.of(train, validation_data, test_data, batch_size, base.seed,
+                             eval_batch_size)
         if base.monitor.startswith(("val_", "test_")) and base.monitor.split("_")[0] not in (
                 "val" if "val" in data.evals else "", "test" if "test" in data.evals else ""):
             split = "validation_data" if base.monitor.startswith("val_") else "test_data"
@@ -279,6 +292,8 @@ class LotterySearch:
                   "strategy": "mirrored" if strategy is not None else "default"}
         if data.train.kind == "arrays":
             values["batch_size"] = batch_size
+        if eval_batch_size is not None:
+            values["eval_batch_size"] = eval_batch_size
         return LotteryConfig.from_dict(values), model, compile_args, data.for_model(model), strategy
 
     def _engine(self, config: LotteryConfig, model: keras.Model, compile_args: dict[str, Any],

@@ -86,3 +86,10 @@ def gradients(model: keras.Model, x: np.ndarray) -> list[np.ndarray]:
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(tf.square(model(x)))
     return [np.asarray(g) for g in tape.gradient(loss, variables)]
+
+
+class BatchCentered(keras.layers.Layer):
+    """x minus its batch's mean: an output that depends on how a split is batched."""
+
+    def call(self, x):
+        return x - keras.ops.mean(x, axis=0, keepdims=True)

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import dataloader, digits, make_batches
+from helpers import BatchCentered, dataloader, digits, make_batches
 from keras_lottery.runner import inputs
 from keras_lottery.runner.inputs import EvalData, SearchData, TrainData
 
@@ -242,6 +242,27 @@ def test_evaluation_of_every_split_or_the_named_ones():
         assert record[f"{split}_mean_absolute_error"] == pytest.approx(float(np.mean(abs(error))), rel=1e-5)
     assert data.evaluate(model, names=("test",)) == {k: v for k, v in record.items() if k.startswith("test")}
     assert model.steps_per_execution == steps  # put back after the whole-split call
+
+
+def test_numpy_evaluation_runs_in_batches_of_eval_batch_size():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), BatchCentered(), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 3)).astype("float32"), rng.normal(size=(40, 1)).astype("float32")
+    assert SearchData.of((x, y), batch_size=8).eval_batch_size == 256  # at least 256
+    assert SearchData.of((x, y), batch_size=40).eval_batch_size == 256
+    assert SearchData.of((np.zeros((300, 3)), np.zeros(300)), batch_size=300).eval_batch_size == 300
+    by_ten = SearchData.of((x, y), (x, y), batch_size=8, eval_batch_size=10)
+    assert by_ten.eval_batch_size == 10
+    expected = np.mean([np.mean((keras.ops.convert_to_numpy(model(x[i:i + 10])) - y[i:i + 10]) ** 2)
+                        for i in range(0, 40, 10)])
+    whole = SearchData.of((x, y), (x, y), batch_size=8).evaluate(model)["val_loss"]
+    assert by_ten.evaluate(model)["val_loss"] == pytest.approx(float(expected), rel=1e-5)
+    assert abs(whole - expected) > 1e-3  # one batch of 40 centers differently
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="eval_batch_size must be an integer >= 1"):
+            SearchData.of((x, y), batch_size=8, eval_batch_size=bad)
 
 
 @on_tensorflow

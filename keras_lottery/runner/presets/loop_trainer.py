@@ -44,7 +44,9 @@ class _NoRetracingWarning(logging.Filter):
 
 
 _QUIET_RETRACING = _NoRetracingWarning()
-_EVAL_BATCH = 1000  # examples per evaluation batch (the sums depend on it, in the last bits)
+# Examples per evaluation batch unless `eval_batch_size` says (the sums depend on it, in the
+# last bits).
+_EVAL_BATCH = 1000
 
 
 @keras.saving.register_keras_serializable(package="keras_lottery")
@@ -246,14 +248,15 @@ class LoopTrainer(Trainer):
 
     def _eval_split(self, images, labels, scale, mean, std):
         """Summed loss and hits over a split of uint8 images, in batches of
-        `_EVAL_BATCH`, in one call: each batch standardized as the training
-        pipeline does (`pipeline._standardize`, with `scale` = 255, `mean`
+        `eval_batch_size` (unset: `_EVAL_BATCH`), in one call: each batch
+        standardized as the training pipeline does (`pipeline._standardize`, with `scale` = 255, `mean`
         and `std` as arguments: the same float32 values), the sums added up
         in float64 batch by batch, as they would on the host."""
+        size = self.config.eval_batch_size or _EVAL_BATCH
         loss, hits = tf.constant(0.0, tf.float64), tf.constant(0.0, tf.float64)
-        for start in tf.range(0, tf.shape(labels)[0], _EVAL_BATCH):
-            batch_labels = labels[start:start + _EVAL_BATCH]
-            batch = (tf.cast(images[start:start + _EVAL_BATCH], tf.float32) / scale - mean) / std
+        for start in tf.range(0, tf.shape(labels)[0], size):
+            batch_labels = labels[start:start + size]
+            batch = (tf.cast(images[start:start + size], tf.float32) / scale - mean) / std
             logits = self.model(batch, training=False)
             batch_loss = tf.reduce_sum(self._loss(batch_labels, logits))
             batch_hits = tf.reduce_sum(
