@@ -20,6 +20,7 @@ the process). Results go to `benchmarks/results/profile_run[_NAME].{md,json}`.
 
     python benchmarks/profile_run.py                      # both profiles
     python benchmarks/profile_run.py --runs preset --name before
+    python benchmarks/profile_run.py --runs search --eval-batch-size 1000   # the search's setting
 """
 
 from __future__ import annotations
@@ -257,8 +258,9 @@ def install_search() -> None:
     patch_methods(search.LotterySearch, "model build", names=["_masked_model"])
 
 
-def child(kind: str, logdir: str, out: str) -> None:
-    """One profiled run in this process; writes its profile to `out`."""
+def child(kind: str, logdir: str, out: str, eval_batch_size: int | None = None) -> None:
+    """One profiled run in this process; writes its profile to `out`
+    (`eval_batch_size`: the search's, unset for its default)."""
     PROFILER.enter("python start-up and imports")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras  # noqa: F401
@@ -292,7 +294,7 @@ def child(kind: str, logdir: str, out: str) -> None:
         lottery = kl.LotterySearch(build, rounds=3, prune_fraction=0.2, scope="layerwise",
                                    rates={"output": 0.1}, logdir=logdir)
         result = lottery.fit(train, validation_data=val, test_data=test, steps=2000,
-                             eval_every=100, batch_size=60)
+                             eval_every=100, batch_size=60, eval_batch_size=eval_batch_size)
         print(result.table())
     wall = time.perf_counter() - _WALL0
     cpu = time.process_time()  # includes the interpreter's start-up
@@ -331,12 +333,14 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", default=["preset", "search"],
                         choices=["preset", "search"])
     parser.add_argument("--name", default="", help="suffix of the results' file names")
+    parser.add_argument("--eval-batch-size", type=int, default=None,
+                        help="the search's eval_batch_size (default: unset, its default)")
     parser.add_argument("--child", choices=["preset", "search"], help=argparse.SUPPRESS)
     parser.add_argument("--logdir", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.logdir, args.out)
+        child(args.child, args.logdir, args.out, args.eval_batch_size)
         return
     profiles, printed = [], {}
     for kind in args.runs:
@@ -344,7 +348,8 @@ def main() -> None:
             out = os.path.join(tmp, "profile.json")
             done = subprocess.run(
                 [sys.executable, os.path.abspath(__file__), "--child", kind,
-                 "--logdir", os.path.join(tmp, "runs"), "--out", out],
+                 "--logdir", os.path.join(tmp, "runs"), "--out", out,
+                 *(["--eval-batch-size", str(args.eval_batch_size)] if args.eval_batch_size else [])],
                 capture_output=True, text=True, check=False)
             if done.returncode:
                 sys.exit(f"{kind} failed:\n{done.stdout}\n{done.stderr}")
@@ -354,8 +359,9 @@ def main() -> None:
         profiles.append(profile)
     text = [f"# Profile of a run ({time.strftime('%Y-%m-%d')})", "",
             "`python benchmarks/profile_run.py" + (f" --runs {' '.join(args.runs)}"
-            if args.runs != ["preset", "search"] else "") + (f" --name {args.name}`"
-            if args.name else "`"), ""]
+            if args.runs != ["preset", "search"] else "")
+            + (f" --eval-batch-size {args.eval_batch_size}" if args.eval_batch_size else "")
+            + (f" --name {args.name}`" if args.name else "`"), ""]
     for profile in profiles:
         what = ("`keras-lottery " + " ".join(PRESET_ARGS) + "`" if profile["kind"] == "preset"
                 else "`LotterySearch` (LeNet-300-100, Fashion-MNIST, 3 rounds of 2,000 steps, "
