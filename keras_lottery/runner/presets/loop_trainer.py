@@ -249,9 +249,10 @@ class LoopTrainer(Trainer):
     def _eval_split(self, images, labels, scale, mean, std):
         """Summed loss and hits over a split of uint8 images, in batches of
         `eval_batch_size` (unset: `_EVAL_BATCH`), in one call: each batch
-        standardized as the training pipeline does (`pipeline._standardize`, with `scale` = 255, `mean`
-        and `std` as arguments: the same float32 values), the sums added up
-        in float64 batch by batch, as they would on the host."""
+        standardized as the training pipeline does (`pipeline._standardize`,
+        with `scale` = 255, `mean` and `std` as arguments: the same float32
+        values), the sums added up in float64 batch by batch, as they would
+        on the host."""
         size = self.config.eval_batch_size or _EVAL_BATCH
         loss, hits = tf.constant(0.0, tf.float64), tf.constant(0.0, tf.float64)
         for start in tf.range(0, tf.shape(labels)[0], size):
