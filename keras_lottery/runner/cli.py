@@ -129,8 +129,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["type"] = _parse_list(typing.get_args(hint)[0])
         elif hint is bool:
             kwargs["type"] = _parse_bool
-        elif hint in (int, float, int | None):
-            kwargs["type"] = int if hint == int | None else hint
+        elif hint in (int, float):
+            kwargs["type"] = hint
+        elif hint == int | None:  # unset by default (eval_batch_size)
+            kwargs["type"] = int
         else:
             kwargs["type"] = str
         choices = settings.choices_of(PresetConfig, name)
