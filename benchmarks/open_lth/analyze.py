@@ -7,6 +7,12 @@ CONT = ["kl_tf", "kl_tf_base", "kl_search_jax", "kl_search_jax_eb", "kl_search_t
         "floor_tf", "floor_jax", "floor_torch", "floor_olth"]
 
 
+def order(c):
+    """Known contenders in CONT's order; other kl_* variants (kl_search_tf1_eb_f32, say) and
+    keras_fit_* after them."""
+    return (CONT.index(c), c) if c in CONT else (len(CONT), c)
+
+
 def parse_time(p):
     t = open(p).read()
     def g(k):
@@ -86,18 +92,18 @@ for d in sorted(glob.glob(os.path.join(B, "*"))):
     r = parse_time(os.path.join(d, "time.txt"))
     r["load_before"], r["load_samples"], r["others"] = loads(d)
     r["machine"] = machine_cpu(d)
-    if c not in CONT:
+    if c not in CONT and not c.startswith(("kl_", "keras_fit_")):
         continue
     if c.startswith("floor"):
         r["final"], r["sps"] = {}, []
-    elif c.startswith("kl"):
+    elif c.startswith(("kl", "keras_fit")):
         r["final"], r["sps"] = kl_info(d)
     else:
         r["final"], r["sps"], r["rem"] = olth_info(d)
     runs[(c, n)] = r
 
 print("## per run")
-for (c, n), r in sorted(runs.items(), key=lambda kv: (kv[0][1], CONT.index(kv[0][0]))):
+for (c, n), r in sorted(runs.items(), key=lambda kv: (kv[0][1], order(kv[0][0]))):
     ls = r["load_samples"]
     fin = r["final"].get(3)
     print(f"{c}_{n}: exit {r['exit']} wall {r['wall']:.1f} s  cpu {r['cpu']:.1f} s (user {r['user']:.1f} sys {r['sys']:.1f})"
@@ -113,7 +119,7 @@ for (c, n), r in sorted(runs.items(), key=lambda kv: (kv[0][1], CONT.index(kv[0]
 print("\n## medians (min-max)")
 def mm(xs):
     return f"{st.median(xs):.1f} ({min(xs):.1f}-{max(xs):.1f})"
-for c in CONT:
+for c in sorted({c for c, _ in runs}, key=order):
     rs = [runs[k] for k in sorted(runs) if k[0] == c]
     if not rs:
         continue
@@ -123,8 +129,7 @@ for c in CONT:
 
 print("\n## paired ratios (same round number)")
 for a, b in [(k, o) for o in ("olth100", "olthdefault")
-             for k in ("kl_tf", "kl_tf_base", "kl_search_jax", "kl_search_jax_eb", "kl_search_tf",
-                       "kl_search_tf_eb", "kl_search_tf1", "kl_search_torch")]:
+             for k in sorted({c for c, _ in runs if c.startswith(("kl_", "keras_fit_"))}, key=order)]:
     ns = sorted(n for (c, n) in runs if c == a and (b, n) in runs)
     if not ns:
         continue
@@ -140,5 +145,5 @@ if ns:
         print(f"kl_tf/kl_tf_base {key}: median {st.median(rat):.3f}  pairs {[round(x, 3) for x in rat]}")
 
 print("\n## final test accuracy by round (kl: 'test acc final' column; olth: last test eval of the level)")
-for (c, n), r in sorted(runs.items(), key=lambda kv: (CONT.index(kv[0][0]), kv[0][1])):
+for (c, n), r in sorted(runs.items(), key=lambda kv: (order(kv[0][0]), kv[0][1])):
     print(f"{c}_{n}: {r['final']}")

@@ -1,6 +1,8 @@
 #!/bin/bash
 # usage: bench.sh LABEL   (LABEL = kl_tf_N | kl_tf_base_N | kl_search_jax_N | kl_search_tf_N | kl_search_tf1_N |
 #                          kl_search_torch_N | kl_search_{jax,tf}_eb_N (eval_batch_size=1000) |
+#                          kl_search_{jax,tf}[_eb]_f32_N (float32 images) |
+#                          keras_fit_{tf,jax}_N (plain Keras fit, keras_fit_floor.py) |
 #                          olth100_N | olthdefault_N | floor_{tf,jax,torch,olth}_N)
 # One whole-process run under /usr/bin/time -v (apt-get install -y time),
 # load before/after, and a 5 s sampler of load and other busy processes.
@@ -8,10 +10,11 @@ set -u
 # BENCH_DIR (default $OLTH_DIR/bench): where the results go
 D=${OLTH_DIR:-$HOME/olth}; L=$1; OUT=${BENCH_DIR:-$D/bench}/$L; rm -rf $OUT; mkdir -p $OUT
 { echo "start $(date -Is)"; uptime; ps -eo pid,pcpu,etime,args --sort=-pcpu | head -5 | cut -c1-140; } > $OUT/load_before.txt
-( while true; do echo "$(date +%T) $(uptime | sed 's/.*load average: //')"; ps -eo pid,pcpu,args --sort=-pcpu | awk 'NR>1 && $2>20' | grep -v -E "olth/(kl|kljax|kltorch|)venv|olth/kljax|olth/kltorch|run_open_lth|keras-lottery|kl_search_jax|import keras|import torch" | cut -c1-120; sleep 5; done ) > $OUT/others.txt 2>&1 &
+( while true; do echo "$(date +%T) $(uptime | sed 's/.*load average: //')"; ps -eo pid,pcpu,args --sort=-pcpu | awk 'NR>1 && $2>20' | grep -v -E "olth/(kl|kljax|kltorch|)venv|olth/kljax|olth/kltorch|run_open_lth|keras-lottery|kl_search_jax|keras_fit_floor|import keras|import torch" | cut -c1-120; sleep 5; done ) > $OUT/others.txt 2>&1 &
 SAMPLER=$!
 cd $D
 [[ $L == kl_search_*_eb_* ]] && export KL_EVAL_BATCH=1000  # kl_search_jax.py: LotterySearch.fit(eval_batch_size=)
+[[ $L == kl_search_*_f32_* ]] && export KL_FLOAT32=1  # kl_search_jax.py: float32 images
 case $L in
   kl_tf_base_*)  # the preset command with keras_lottery from KL_BASE_SRC (a checkout to compare;
                  # before kl_tf_*, which would match it too)
@@ -30,6 +33,10 @@ case $L in
       $D/kl_search_jax.py $OUT/runs > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
   kl_search_torch_*)
     KERAS_BACKEND=torch /usr/bin/time -v -o $OUT/time.txt $D/kltorch/bin/python $D/kl_search_jax.py $OUT/runs \
+      > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
+  keras_fit_tf_*|keras_fit_jax_*)  # plain Keras `model.fit` of the same trainings (keras_fit_floor.py)
+    B=tensorflow; V=klvenv; [[ $L == keras_fit_jax_* ]] && { B=jax; V=kljax; }
+    KERAS_BACKEND=$B /usr/bin/time -v -o $OUT/time.txt $D/$V/bin/python $D/keras_fit_floor.py \
       > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
   floor_tf_*)  # the framework's floor: an empty `import keras` process on each backend
     KERAS_BACKEND=tensorflow /usr/bin/time -v -o $OUT/time.txt $D/klvenv/bin/python -c "import keras" > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
