@@ -66,7 +66,7 @@ RUN_FLAGS = {
     "--momentum", "--monitor", "--monitor-mode", "--name", "--on-divergence", "--optimizer",
     "--preset", "--prune-fraction", "--pruner", "--pruner-options", "--rates", "--rewind-candidates", "--rewind-step",
     "--rounds", "--scope", "--seed", "--sparsities", "--stability-points",
-    "--stability-threshold", "--steps", "--strategy", "--test-curves", "--threads",
+    "--stability-threshold", "--steps", "--strategy", "--test-curves", "--threads", "--inter-op-threads",
     "--train-eval-examples",
     "--validation",
     "--verbose", "--warmup-steps", "--weight-decay",
@@ -143,7 +143,8 @@ def test_console_script_exits_with_every_file_of_the_run_written(tmp_path):
     """The console script skips the interpreter's final garbage collection
     (`cli.console`); the run it leaves must be whole: result, masks and
     TensorBoard events that read to their last record. The lenet300
-    recipe's one TensorFlow thread is in place when the process exits."""
+    recipe's TensorFlow pools (one thread per op, two ops side by side)
+    are in place when the process exits."""
     import tensorflow as tf
 
     logdir = tmp_path / "runs"
@@ -159,7 +160,7 @@ def test_console_script_exits_with_every_file_of_the_run_written(tmp_path):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Exception ignored" not in done.stderr and "was not applied" not in done.stderr
-    assert done.stdout.splitlines()[-1] == "pools 1 1"
+    assert done.stdout.splitlines()[-1] == "pools 1 2"
     (run_dir,) = logdir.iterdir()
     assert [row["round"] for row in json.loads((run_dir / "result.json").read_text())["rows"]] == [0, 1]
     steps, tags = {}, set()

@@ -45,6 +45,23 @@ def test_threads_after_tensorflow_started_warn_and_leave_the_pools():
         use_threads(0)
         if before[0] == before[1] != 0:
             use_threads(before[0])
+    with pytest.warns(RuntimeWarning, match=r"threads=1, inter_op_threads=9 was not applied"):
+        use_threads(1, inter_op_threads=9)
+
+
+@pytest.mark.parametrize("counts, pools", [((1, 2), "1 2"), ((3, 0), "3 3"), ((0, 2), "0 2")])
+def test_threads_set_each_pool_before_tensorflow_starts(counts, pools):
+    """Per op and side by side, each its own count (0 side by side: as
+    many as per op; 0 per op: TensorFlow's default, reported as 0)."""
+    script = ("import sys, warnings, tensorflow as tf; warnings.simplefilter('error'); "
+              "from keras_lottery.runner.distribute import use_threads; "
+              f"use_threads({counts[0]}, inter_op_threads={counts[1]}); "
+              "float(tf.constant(1.0) + 1.0); p = tf.config.threading; "
+              "print(p.get_intra_op_parallelism_threads(), p.get_inter_op_parallelism_threads())")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == pools
 
 
 def test_mirrored_run_matches_single_device_masks(tmp_path, fashion_small):

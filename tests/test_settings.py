@@ -84,4 +84,5 @@ def test_a_preset_only_flag_with_a_model_of_your_own_is_refused(capsys):
 def test_settings_outside_the_identity_are_declared_so():
     unhashed = {f.name for f in dataclasses.fields(PresetConfig) if not settings.hashed(f)}
     assert unhashed == {"logdir", "data_dir", "strategy", "verbose", "name", "checkpoint_every",
-                        "rounds", "controls", "on_divergence", "test_curves", "threads"}
+                        "rounds", "controls", "on_divergence", "test_curves", "threads",
+                        "inter_op_threads"}

@@ -151,47 +151,54 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     )
 
 
-def use_threads(threads: int) -> None:
-    """Runs TensorFlow's ops on `threads` threads: `threads` for the work of
-    each op (intra-op parallelism) and `threads` for ops that can run side by
-    side (inter-op); 0 leaves TensorFlow's defaults (one per core, or its
+def use_threads(threads: int, inter_op_threads: int = 0) -> None:
+    """Runs TensorFlow's ops on `threads` threads each (intra-op parallelism)
+    and up to `inter_op_threads` ops side by side (inter-op; 0: as many as
+    `threads`). 0 for both leaves TensorFlow's defaults (one per core, or its
     `TF_NUM_INTRAOP_THREADS` / `TF_NUM_INTEROP_THREADS` environment
-    variables).
+    variables); 0 for `threads` alone leaves the intra-op pool.
 
-    Small layers gain little from more: LeNet-300-100 takes a quarter to a
-    third less CPU time on one thread than on two, in about the same wall
-    time, as its steps spend much of it handing small ops between threads
-    (docs/speed.md, "Sixth round"); convolutions train faster on more. The count
-    is meant to change speed only: the README's LeNet-300-100 run writes
-    the same files bit for bit on 1 thread and on TensorFlow's default
-    (checked), but TensorFlow does not promise it for every op. TensorFlow
-    fixes its thread pools when it runs its first op; after that, a count
-    that differs from the pools' is not applied, and a `RuntimeWarning`
-    says so.
+    Small layers gain little from splitting an op: LeNet-300-100 takes a
+    quarter to a third less CPU time on one thread per op than on two, as
+    its steps spend much of it handing small ops between threads
+    (docs/speed.md, "Sixth round"), and runs fastest with two ops side by
+    side (0.88x the wall time of one, "Tenth round"); convolutions train
+    faster on more threads per op. The counts are meant to change speed
+    only: the README's LeNet-300-100 run writes the same files bit for bit
+    on 1 thread, on 1 per op with 2 side by side and on TensorFlow's
+    default (checked), but TensorFlow does not promise it for every op.
+    TensorFlow fixes its thread pools when it runs its first op; after
+    that, counts that differ from the pools' are not applied, and a
+    `RuntimeWarning` says so.
 
     Args:
-        threads: threads per pool, >= 0.
+        threads: threads per op (and per pool, without `inter_op_threads`), >= 0.
+        inter_op_threads: threads for ops side by side, >= 0 (0: `threads`).
 
     Example:
-    >>> use_threads(1)  # at the start of the process
+    >>> use_threads(1, inter_op_threads=2)  # at the start of the process
     """
-    if threads == 0:
+    inter_op = inter_op_threads or threads
+    if threads == 0 and inter_op == 0:
         return
     pools = _tf().config.threading
     current = (pools.get_intra_op_parallelism_threads(),
                pools.get_inter_op_parallelism_threads())
-    if current == (threads, threads):
+    if current == (threads or current[0], inter_op):
         return
     try:
-        pools.set_intra_op_parallelism_threads(threads)
-        pools.set_inter_op_parallelism_threads(threads)
+        if threads:
+            pools.set_intra_op_parallelism_threads(threads)
+        pools.set_inter_op_parallelism_threads(inter_op)
     except RuntimeError:
+        asked = f"threads={threads}" + (
+            f", inter_op_threads={inter_op_threads}" if inter_op_threads else "")
         warnings.warn(
-            f"threads={threads} was not applied: TensorFlow had already started its "
+            f"{asked} was not applied: TensorFlow had already started its "
             f"thread pools (intra-op {current[0]}, inter-op {current[1]}; 0 = one per "
             "core), which it sets up once, at its first op. The run goes on with those "
-            "pools; to use the count, set it before anything runs a TensorFlow op, or "
-            "give threads=0 to leave the pools as they are.",
+            "pools; to use the counts, set them before anything runs a TensorFlow op, or "
+            "give threads=0 (and inter_op_threads=0) to leave the pools as they are.",
             RuntimeWarning, stacklevel=2)
 
 

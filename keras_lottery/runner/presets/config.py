@@ -70,8 +70,13 @@ class PresetConfig(LotteryConfig):
         None, "directory with dataset files (IDX files, CIFAR batches), searched first",
         hashed=False)
     threads: int = setting(
-        0, "TensorFlow's threads per op and for ops side by side (0 = its default, one "
-           "per core); applied if TensorFlow has not run an op yet",
+        0, "TensorFlow's threads per op and, unless --inter-op-threads says otherwise, for "
+           "ops side by side (0 = its default, one per core); applied if TensorFlow has not "
+           "run an op yet",
+        hashed=False)
+    inter_op_threads: int = setting(
+        0, "TensorFlow's threads for ops side by side (0 = as many as --threads, or its "
+           "default where that is 0 too); applied if TensorFlow has not run an op yet",
         hashed=False)
 
     def __post_init__(self):
@@ -151,6 +156,7 @@ class PresetConfig(LotteryConfig):
         check_integer("train_eval_examples", self.train_eval_examples, minimum=0)
         check_integer("validation", self.validation, minimum=1)
         check_integer("threads", self.threads, minimum=0)
+        check_integer("inter_op_threads", self.inter_op_threads, minimum=0)
         if self.learning_rate <= 0:
             raise ValueError(
                 f"learning_rate must be > 0. Received: learning_rate={self.learning_rate}"

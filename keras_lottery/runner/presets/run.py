@@ -30,8 +30,9 @@ from keras_lottery.runner.rundir import RunDir, config_at
 
 def _strategy(config: PresetConfig):
     """The run's `tf.distribute` strategy, TensorFlow's thread pools set
-    first (`config.threads`: they are fixed when TensorFlow starts)."""
-    use_threads(config.threads)
+    first (`config.threads`, `config.inter_op_threads`: they are fixed when
+    TensorFlow starts)."""
+    use_threads(config.threads, config.inter_op_threads)
     return make_strategy(config.strategy)
 
 
