@@ -1,5 +1,6 @@
 #!/bin/bash
 # usage: bench.sh LABEL   (LABEL = kl_tf_N | kl_tf_base_N | kl_search_jax_N | kl_search_tf_N | kl_search_tf1_N |
+#                          kl_search_tf12_N (TensorFlow pools: 1 thread per op, 2 side by side) |
 #                          kl_search_torch_N | kl_search_{jax,tf}_eb_N (eval_batch_size=1000) |
 #                          kl_search_{jax,tf}[_eb]_f32_N (float32 images) |
 #                          keras_fit_{tf,jax}_N (plain Keras fit, keras_fit_floor.py) |
@@ -27,8 +28,10 @@ case $L in
   kl_search_jax_*)
     KERAS_BACKEND=jax /usr/bin/time -v -o $OUT/time.txt $D/kljax/bin/python $D/kl_search_jax.py $OUT/runs \
       > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
-  kl_search_tf_*|kl_search_tf1_*)  # kl_search_tf1: one thread per TensorFlow pool
+  kl_search_tf_*|kl_search_tf1_*|kl_search_tf12_*)  # kl_search_tf1: one thread per TensorFlow pool;
+    # kl_search_tf12: one thread per op, two ops side by side (the lenet300 recipe's pools)
     POOLS=(); [[ $L == kl_search_tf1_* ]] && POOLS=(TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1)
+    [[ $L == kl_search_tf12_* ]] && POOLS=(TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=2)
     env "${POOLS[@]}" KERAS_BACKEND=tensorflow /usr/bin/time -v -o $OUT/time.txt $D/klvenv/bin/python \
       $D/kl_search_jax.py $OUT/runs > $OUT/stdout.txt 2> $OUT/stderr.txt ;;
   kl_search_torch_*)
