@@ -102,9 +102,13 @@ PROFILER = Profiler()
 
 class MemorySampler:
     """The largest resident set size seen while each category was innermost
-    (sampled every `interval` seconds from a thread)."""
+    (sampled every `interval` seconds from a thread). Not more often: reading
+    the process's memory counters 50 times a second slowed the lenet300
+    preset's training on two TensorFlow threads from 20.5 to 33.4 s
+    (docs/speed.md, "Tenth round"); a short category's peak may fall
+    between samples (the run's own peak is `/usr/bin/time`'s)."""
 
-    def __init__(self, interval: float = 0.02):
+    def __init__(self, interval: float = 0.25):
         import threading
 
         import psutil

@@ -180,5 +180,5 @@ def tiny_config(tmp_path, **overrides):
 
     values = dict(dataset="fashion_mnist", steps=60, eval_every=20, rounds=2,
                   train_eval_examples=200, logdir=str(tmp_path / "runs"), verbose=0,
-                  threads=0)  # the test process keeps TensorFlow's pools as they started
+                  threads=0, inter_op_threads=0)  # the test process keeps TensorFlow's pools
     return PresetConfig.from_preset("lenet300", **{**values, **overrides})
