@@ -2,7 +2,7 @@
 # usage: bench.sh LABEL   (LABEL = kl_tf_N | kl_tf_base_N | kl_search_jax_N | kl_search_tf_N | kl_search_tf1_N |
 #                          kl_search_tf12_N (TensorFlow pools: 1 thread per op, 2 side by side) |
 #                          kl_search_torch_N | kl_search_{jax,tf}_eb_N (eval_batch_size=1000) |
-#                          kl_search_{jax,tf}[_eb]_f32_N (float32 images) |
+#                          kl_search_{jax,tf}[_eb]_f32_N (float32 images) | kl_search_tf[12]_jit[_eb_f32]_N (jit_compile=True) |
 #                          keras_fit_{tf,jax}_N (plain Keras fit, keras_fit_floor.py) |
 #                          olth100_N | olthdefault_N | floor_{tf,jax,torch,olth}_N)
 # One whole-process run under /usr/bin/time -v (apt-get install -y time),
@@ -16,6 +16,7 @@ SAMPLER=$!
 cd $D
 [[ $L == kl_search_*_eb_* ]] && export KL_EVAL_BATCH=1000  # kl_search_jax.py: LotterySearch.fit(eval_batch_size=)
 [[ $L == kl_search_*_f32_* ]] && export KL_FLOAT32=1  # kl_search_jax.py: float32 images
+[[ $L == kl_search_*_jit_* ]] && export KL_JIT=1  # kl_search_jax.py: model.compile(jit_compile=True)
 case $L in
   kl_tf_base_*)  # the preset command with keras_lottery from KL_BASE_SRC (a checkout to compare;
                  # before kl_tf_*, which would match it too)
