@@ -53,7 +53,7 @@ def test_threads_after_tensorflow_started_warn_and_leave_the_pools():
 def test_threads_set_each_pool_before_tensorflow_starts(counts, pools):
     """Per op and side by side, each its own count (0 side by side: as
     many as per op; 0 per op: TensorFlow's default, reported as 0)."""
-    script = ("import sys, warnings, tensorflow as tf; warnings.simplefilter('error'); "
+    script = ("import warnings, tensorflow as tf; warnings.simplefilter('error'); "
               "from keras_lottery.runner.distribute import use_threads; "
               f"use_threads({counts[0]}, inter_op_threads={counts[1]}); "
               "float(tf.constant(1.0) + 1.0); p = tf.config.threading; "

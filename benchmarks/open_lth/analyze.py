@@ -7,6 +7,10 @@ CONT = ["kl_tf", "kl_tf_base", "kl_search_jax", "kl_search_jax_eb", "kl_search_t
         "floor_tf", "floor_jax", "floor_torch", "floor_olth"]
 
 
+# Label prefixes of the contenders paired with open_lth: keras-lottery's and plain Keras's.
+OURS = ("kl_", "keras_fit_")
+
+
 def order(c):
     """Known contenders in CONT's order; other kl_* variants (kl_search_tf1_eb_f32, say) and
     keras_fit_* after them."""
@@ -92,11 +96,11 @@ for d in sorted(glob.glob(os.path.join(B, "*"))):
     r = parse_time(os.path.join(d, "time.txt"))
     r["load_before"], r["load_samples"], r["others"] = loads(d)
     r["machine"] = machine_cpu(d)
-    if c not in CONT and not c.startswith(("kl_", "keras_fit_")):
+    if c not in CONT and not c.startswith(OURS):
         continue
     if c.startswith("floor"):
         r["final"], r["sps"] = {}, []
-    elif c.startswith(("kl", "keras_fit")):
+    elif c.startswith(OURS):
         r["final"], r["sps"] = kl_info(d)
     else:
         r["final"], r["sps"], r["rem"] = olth_info(d)
@@ -129,7 +133,7 @@ for c in sorted({c for c, _ in runs}, key=order):
 
 print("\n## paired ratios (same round number)")
 for a, b in [(k, o) for o in ("olth100", "olthdefault")
-             for k in sorted({c for c, _ in runs if c.startswith(("kl_", "keras_fit_"))}, key=order)]:
+             for k in sorted({c for c, _ in runs if c.startswith(OURS)}, key=order)]:
     ns = sorted(n for (c, n) in runs if c == a and (b, n) in runs)
     if not ns:
         continue

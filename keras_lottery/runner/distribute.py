@@ -162,7 +162,7 @@ def use_threads(threads: int, inter_op_threads: int = 0) -> None:
     quarter to a third less CPU time on one thread per op than on two, as
     its steps spend much of it handing small ops between threads
     (docs/speed.md, "Sixth round"), and runs fastest with two ops side by
-    side (0.88x the wall time of one, "Tenth round"); convolutions train
+    side (0.87x the wall time of one, "Tenth round"); convolutions train
     faster on more threads per op. The counts are meant to change speed
     only: the README's LeNet-300-100 run writes the same files bit for bit
     on 1 thread, on 1 per op with 2 side by side and on TensorFlow's

@@ -97,7 +97,7 @@ PRESETS: dict[str, Preset] = {
             # Not the paper's: LeNet-300-100's ops are too small to split between
             # threads (a quarter to a third less CPU time on one per op), while its
             # independent ops (layers' gradients, Adam's updates) run side by side
-            # on two: 0.88x the wall time of one thread for both, the same files
+            # on two: 0.87x the wall time of one thread for both, the same files
             # bit for bit (docs/speed.md, "Sixth round" and "Tenth round").
             threads=1, inter_op_threads=2,
         ),
