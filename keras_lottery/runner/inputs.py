@@ -34,7 +34,6 @@ import dataclasses
 import hashlib
 import itertools
 import warnings
-import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -42,6 +41,7 @@ import keras
 import numpy as np
 
 from keras_lottery.runner.config import check_integer
+from keras_lottery.runner.split_eval import evaluate_tensors
 
 _ACCEPTED = ("a tf.data.Dataset of (inputs, targets) batches, a keras.utils.PyDataset, "
              "a torch.utils.data.DataLoader, a function returning a generator of batches, "
@@ -181,7 +181,7 @@ class TrainData:
         if self.kind == "dataloader":
             return _dataloader_stream(self.source, self.seed, start)
         if keras.backend.backend() == "tensorflow":
-            return _tf_array_stream(self._tf_tensors(), self.batch_size, self.seed, start)
+            return _tf_array_stream(_tensors_of(self), self.batch_size, self.seed, start)
         return _array_stream(self.source, self.batch_size, self.seed, start)
 
     def batches(self, n: int) -> list[tuple[Any, Any]]:
@@ -190,14 +190,6 @@ class TrainData:
         return [tuple(_as_tuple(batch))[:2]
                 for batch in itertools.islice(iter(self.stream(0)), n)]
 
-    def _tf_tensors(self) -> Any:
-        """The NumPy arrays as TensorFlow tensors, made once for every
-        branch's stream, sharing the arrays' memory where they can
-        (`host_tensor`; a copy it must make of an input is made in the
-        model's input dtype, `x_dtypes`)."""
-        if self._tensors is None:
-            object.__setattr__(self, "_tensors", _host_tensors(self.source, self.x_dtypes))
-        return self._tensors
 
     def fingerprint(self) -> str:
         """A short hash of what the data is (NumPy: the bytes; else its spec)."""
@@ -309,6 +301,14 @@ def _host_tensors(source: tuple, x_dtypes: Any) -> Any:
     else:
         x = tf.nest.map_structure(host_tensor, x, keras.tree.lists_to_tuples(x_dtypes))
     return (x, *tf.nest.map_structure(host_tensor, tuple(rest)))
+
+
+def _tensors_of(data: TrainData | EvalData) -> tuple:
+    """The NumPy arrays of `data` as TensorFlow tensors (`_host_tensors`),
+    made once and kept on it for every branch's stream or evaluation."""
+    if data._tensors is None:
+        object.__setattr__(data, "_tensors", _host_tensors(data.source, data.x_dtypes))
+    return data._tensors
 
 
 def _converted_inputs(source: tuple, x_dtypes: Any) -> tuple:
@@ -471,6 +471,7 @@ class EvalData:
     source: Any
     kind: str
     x_dtypes: Any = dataclasses.field(default=None, compare=False, repr=False)
+    _tensors: Any = dataclasses.field(default=None, compare=False, repr=False)
     _batches: Any = dataclasses.field(default=None, compare=False, repr=False)
     _converted: Any = dataclasses.field(default=None, compare=False, repr=False)
 
@@ -495,9 +496,12 @@ class EvalData:
         raise ValueError(f"{what} must be {_ACCEPTED}. Received: {_describe(data)}")
 
     def evaluate(self, model: keras.Model, batch_size: int) -> dict[str, float]:
-        """`model.evaluate` on the whole split, as a dict of floats."""
+        """`model.evaluate` on the whole split, as a dict of floats (NumPy
+        arrays on TensorFlow: the same values in one traced call,
+        `split_eval.evaluate_tensors`)."""
         if self.kind == "arrays" and keras.backend.backend() == "tensorflow":
-            logs = _evaluate_in_one_call(model, self._tf_batches(batch_size))
+            logs = evaluate_tensors(model, _tensors_of(self), batch_size,
+                                    lambda: self._tf_batches(batch_size))
         elif self.kind == "arrays":
             x, y, *weights = self._arrays()
             logs = model.evaluate(x, y, sample_weight=weights[0] if weights else None,
@@ -521,8 +525,7 @@ class EvalData:
         if self._batches is None or self._batches[0] != batch_size:
             import tensorflow as tf
 
-            source = _host_tensors(self.source, self.x_dtypes)
-            batches = tf.data.Dataset.from_tensor_slices(source).batch(batch_size)
+            batches = tf.data.Dataset.from_tensor_slices(_tensors_of(self)).batch(batch_size)
             batches = without_autotuning(batches.prefetch(tf.data.AUTOTUNE))
             object.__setattr__(self, "_batches", (batch_size, batches))
         return self._batches[1]
@@ -533,41 +536,6 @@ class EvalData:
         if self._converted is None:
             object.__setattr__(self, "_converted", _converted_inputs(self.source, self.x_dtypes))
         return self._converted
-
-
-# model -> {"tracker": its compiled loss tracker, batches: test function}
-_WHOLE_SPLIT_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _evaluate_in_one_call(model: keras.Model, batches: Any) -> dict[str, Any]:
-    """`model.evaluate(batches)` (TensorFlow, a dataset of known length) with
-    all its batches in one call of the test function: Keras's own
-    `steps_per_execution` loop, so each batch runs the same `test_step` and
-    the metrics add up in the same order (the same values), without a
-    host round trip and a Python callback per batch.
-
-    The model's `steps_per_execution` and test function are put back after;
-    the whole-split function is kept per model and number of batches until
-    the model is compiled again (a new loss tracker)."""
-    count = int(batches.cardinality())
-    if count < 1:
-        return model.evaluate(batches, verbose=0, return_dict=True)
-    try:
-        cache = _WHOLE_SPLIT_FUNCTIONS.setdefault(model, {})
-    except TypeError:  # not weakly referenceable or hashable
-        cache = {}
-    tracker = getattr(model, "_loss_tracker", None)
-    if cache.get("tracker") is not tracker:
-        cache.clear()
-        cache["tracker"] = tracker
-    saved = model.steps_per_execution, model.test_function
-    model.steps_per_execution, model.test_function = count, cache.get(count)
-    try:
-        logs = model.evaluate(batches, verbose=0, return_dict=True)
-        cache[count] = model.test_function
-    finally:
-        model.steps_per_execution, model.test_function = saved
-    return logs
 
 
 def _fingerprint(source: Any, kind: str) -> str:

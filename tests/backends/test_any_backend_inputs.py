@@ -74,7 +74,7 @@ def test_numpy_input_streams_the_same_batches_through_tf_data_on_tensorflow(per_
             (px, py), (gx, gy) = next(python), next(graph)
             assert np.array_equal(px["a"], gx["a"].numpy()) and np.array_equal(px["b"], gx["b"].numpy())
             assert np.array_equal(py, gy.numpy())
-    assert inputs._batches_per_gather(train._tf_tensors(), 8) == per_gather
+    assert inputs._batches_per_gather(inputs._tensors_of(train), 8) == per_gather
 
 
 @on_tensorflow
