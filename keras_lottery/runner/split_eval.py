@@ -9,8 +9,8 @@ split's tensors in one traced loop, two batches at a time: their forward
 passes are independent, so TensorFlow's inter-op threads can run them at
 once, while the metrics still add up batch after batch in the order Keras's
 loop adds them, so the logs are the same values (the tests compare them
-with `model.evaluate` for equality). On LeNet-300-100 and 2 cores it
-evaluates a split in about 0.55x the time of Keras's loop
+with `model.evaluate` for equality). In the search of LeNet-300-100 on 2
+cores a validation split took 0.55-0.65x the time of Keras's loop
 (docs/speed.md, "Eleventh round").
 
 Keras's own loop is kept for a model's first evaluation after each
