@@ -190,7 +190,6 @@ class TrainData:
         return [tuple(_as_tuple(batch))[:2]
                 for batch in itertools.islice(iter(self.stream(0)), n)]
 
-
     def fingerprint(self) -> str:
         """A short hash of what the data is (NumPy: the bytes; else its spec)."""
         return _fingerprint(self.source, self.kind)
